@@ -1,0 +1,40 @@
+/// The tunable limits of a server, with the defaults promised in docs/PROTOCOL.md.
+/// Thread safety: a value type; `Sendable`.
+public struct Limits: Sendable, Hashable {
+    /// Largest frame payload accepted or sent, in bytes.
+    public var maxFrameSize: Int = 64 * 1024
+    /// Longest message text, in characters.
+    public var maxMessageLength: Int = 4000
+    /// Shortest password, in characters.
+    public var minPasswordLength: Int = 8
+    /// Longest password, in UTF-8 bytes (bcrypt reads at most 72).
+    public var maxPasswordBytes: Int = 72
+    /// Messages replayed per room at login.
+    public var replayLimit: Int = 100
+    /// Largest page a history request may ask for.
+    public var maxHistoryPage: Int = 200
+    /// Bytes queued for one connection before it is disconnected as a slow consumer.
+    public var maxOutboxBytes: Int = 4 * 1024 * 1024
+
+    public init() {}
+
+    /// Checks message text: not empty (after trimming white space), at most ``maxMessageLength`` characters.
+    public func validateText(_ text: String) throws(ParleyError) {
+        if text.allSatisfy({ $0.isWhitespace }) {
+            throw ParleyError(.emptyMessage, "a message cannot be empty")
+        }
+        if text.count > maxMessageLength {
+            throw ParleyError(.messageTooLong, "a message is at most \(maxMessageLength) characters")
+        }
+    }
+
+    /// Checks a new password's length.
+    public func validatePassword(_ password: String) throws(ParleyError) {
+        if password.count < minPasswordLength {
+            throw ParleyError(.passwordTooShort, "a password needs at least \(minPasswordLength) characters")
+        }
+        if password.utf8.count > maxPasswordBytes {
+            throw ParleyError(.passwordTooLong, "a password is at most \(maxPasswordBytes) bytes")
+        }
+    }
+}

@@ -1,0 +1,69 @@
+/// A failure that a client is told about: a stable ``Code`` and a message safe to show users.
+///
+/// Modelled on postgres-nio's errors: ``code`` is an extensible struct rather than a closed enum,
+/// ``description`` is safe to show, ``debugDescription`` may carry details for logs.
+/// Thread safety: a value type; `Sendable`.
+public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// A stable, machine-readable error code, sent on the wire as an upper-case string.
+    public struct Code: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
+        public let rawValue: String
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+        public init(stringLiteral value: String) { self.rawValue = value }
+        public var description: String { rawValue }
+
+        // Framing and request shape
+        public static let badJSON: Code = "BAD_JSON"
+        public static let badUTF8: Code = "BAD_UTF8"
+        public static let badRequest: Code = "BAD_REQUEST"
+        public static let unknownType: Code = "UNKNOWN_TYPE"
+        public static let frameTooLarge: Code = "FRAME_TOO_LARGE"
+        public static let emptyFrame: Code = "EMPTY_FRAME"
+        // Accounts
+        public static let notAuthenticated: Code = "NOT_AUTHENTICATED"
+        public static let alreadyAuthenticated: Code = "ALREADY_AUTHENTICATED"
+        public static let invalidUsername: Code = "INVALID_USERNAME"
+        public static let passwordTooShort: Code = "PASSWORD_TOO_SHORT"
+        public static let passwordTooLong: Code = "PASSWORD_TOO_LONG"
+        public static let usernameExists: Code = "USERNAME_EXISTS"
+        public static let invalidCredentials: Code = "INVALID_CREDENTIALS"
+        public static let rateLimited: Code = "RATE_LIMITED"
+        public static let registrationClosed: Code = "REGISTRATION_CLOSED"
+        public static let guestsDisabled: Code = "GUESTS_DISABLED"
+        public static let guestNotAllowed: Code = "GUEST_NOT_ALLOWED"
+        // Messages and rooms
+        public static let messageTooLong: Code = "MESSAGE_TOO_LONG"
+        public static let emptyMessage: Code = "EMPTY_MESSAGE"
+        public static let noSuchGroup: Code = "NO_SUCH_GROUP"
+        public static let userNotFound: Code = "USER_NOT_FOUND"
+        public static let notAMember: Code = "NOT_A_MEMBER"
+        public static let alreadyMember: Code = "ALREADY_MEMBER"
+        public static let groupExists: Code = "GROUP_EXISTS"
+        public static let invalidGroupName: Code = "INVALID_GROUP_NAME"
+        public static let notOwner: Code = "NOT_OWNER"
+        public static let inviteOnly: Code = "INVITE_ONLY"
+        // Connection
+        public static let slowConsumer: Code = "SLOW_CONSUMER"
+        public static let loginTimeout: Code = "LOGIN_TIMEOUT"
+        public static let idleTimeout: Code = "IDLE_TIMEOUT"
+        public static let shuttingDown: Code = "SERVER_SHUTTING_DOWN"
+        public static let storageFailed: Code = "STORAGE_FAILED"
+        public static let internalError: Code = "INTERNAL"
+    }
+
+    public var code: Code
+    /// Text safe to show to users.
+    public var message: String
+    /// Details for logs only.
+    public var details: String?
+
+    public init(_ code: Code, _ message: String, details: String? = nil) {
+        self.code = code
+        self.message = message
+        self.details = details
+    }
+
+    public var description: String { "\(code): \(message)" }
+    public var debugDescription: String {
+        details.map { "\(code): \(message) [\($0)]" } ?? description
+    }
+}

@@ -1,0 +1,95 @@
+import ParleyCore
+
+extension RequestEnvelope: Codable {
+    enum Key: String, CodingKey {
+        case type, id, username, password, name, room, to, text, with, before, limit, group, user, inviteOnly
+    }
+
+    /// Thrown while decoding when `type` names no request.
+    struct UnknownType: Error { var type: String }
+    /// Thrown while decoding when fields contradict each other.
+    struct Invalid: Error { var message: String }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: Key.self)
+        let type = try c.decode(String.self, forKey: .type)
+        self.id = try c.decodeIfPresent(RequestID.self, forKey: .id)
+        func string(_ key: Key) throws -> String { try c.decode(String.self, forKey: key) }
+        func oneOf(_ a: Key, _ b: Key) throws -> (Key, String) {
+            let x = try c.decodeIfPresent(String.self, forKey: a)
+            let y = try c.decodeIfPresent(String.self, forKey: b)
+            switch (x, y) {
+            case (let x?, nil): return (a, x)
+            case (nil, let y?): return (b, y)
+            default: throw Invalid(message: "'\(type)' needs exactly one of '\(a.rawValue)' or '\(b.rawValue)'")
+            }
+        }
+        switch type {
+        case "register": request = .register(username: try string(.username), password: try string(.password))
+        case "login": request = .login(username: try string(.username), password: try string(.password))
+        case "guest": request = .guest(name: try string(.name))
+        case "send":
+            let (key, target) = try oneOf(.room, .to)
+            let text = try string(.text)
+            request = key == .room ? .say(room: target, text: text) : .direct(to: target, text: text)
+        case "history":
+            let (key, target) = try oneOf(.room, .with)
+            request = .history(
+                key == .room ? .room(target) : .with(target),
+                before: try c.decodeIfPresent(Int64.self, forKey: .before),
+                limit: try c.decodeIfPresent(Int.self, forKey: .limit))
+        case "who": request = .who
+        case "ping": request = .ping
+        case "groups": request = .groups
+        case "my_groups": request = .myGroups
+        case "group_create":
+            request = .groupCreate(group: try string(.group), inviteOnly: try c.decodeIfPresent(Bool.self, forKey: .inviteOnly) ?? false)
+        case "group_join": request = .groupJoin(group: try string(.group))
+        case "group_leave": request = .groupLeave(group: try string(.group))
+        case "group_members": request = .groupMembers(group: try string(.group))
+        case "group_invite": request = .groupInvite(group: try string(.group), user: try string(.user))
+        case "group_remove": request = .groupRemove(group: try string(.group), user: try string(.user))
+        case "group_mode": request = .groupMode(group: try string(.group), inviteOnly: try c.decode(Bool.self, forKey: .inviteOnly))
+        case "group_transfer": request = .groupTransfer(group: try string(.group), user: try string(.user))
+        case "group_delete": request = .groupDelete(group: try string(.group))
+        case "logout": request = .logout
+        default: throw UnknownType(type: type)
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: Key.self)
+        try c.encode(request.type, forKey: .type)
+        try c.encodeIfPresent(id, forKey: .id)
+        switch request {
+        case .register(let username, let password), .login(let username, let password):
+            try c.encode(username, forKey: .username)
+            try c.encode(password, forKey: .password)
+        case .guest(let name):
+            try c.encode(name, forKey: .name)
+        case .say(let room, let text):
+            try c.encode(room, forKey: .room)
+            try c.encode(text, forKey: .text)
+        case .direct(let to, let text):
+            try c.encode(to, forKey: .to)
+            try c.encode(text, forKey: .text)
+        case .history(let target, let before, let limit):
+            switch target {
+            case .room(let room): try c.encode(room, forKey: .room)
+            case .with(let user): try c.encode(user, forKey: .with)
+            }
+            try c.encodeIfPresent(before, forKey: .before)
+            try c.encodeIfPresent(limit, forKey: .limit)
+        case .who, .ping, .groups, .myGroups, .logout:
+            break
+        case .groupCreate(let group, let inviteOnly), .groupMode(let group, let inviteOnly):
+            try c.encode(group, forKey: .group)
+            try c.encode(inviteOnly, forKey: .inviteOnly)
+        case .groupJoin(let group), .groupLeave(let group), .groupMembers(let group), .groupDelete(let group):
+            try c.encode(group, forKey: .group)
+        case .groupInvite(let group, let user), .groupRemove(let group, let user), .groupTransfer(let group, let user):
+            try c.encode(group, forKey: .group)
+            try c.encode(user, forKey: .user)
+        }
+    }
+}

@@ -1,0 +1,86 @@
+import ParleyCore
+
+/// Everything a client can ask of the server. The JSON form is `{"type": <name>, "id": …, fields…}`;
+/// docs/PROTOCOL.md lists each with its fields.
+/// Thread safety: a value type; `Sendable`.
+public enum ClientRequest: Sendable, Hashable {
+    case register(username: String, password: String)
+    case login(username: String, password: String)
+    case guest(name: String)
+    /// Post to a room (`general` or a group name).
+    case say(room: String, text: String)
+    /// A private message.
+    case direct(to: String, text: String)
+    /// A page of a room's (`room`) or private conversation's (`with`) history, newest last.
+    case history(Target, before: Int64?, limit: Int?)
+    case who
+    case ping
+    case groups
+    case myGroups
+    case groupCreate(group: String, inviteOnly: Bool)
+    case groupJoin(group: String)
+    case groupLeave(group: String)
+    case groupMembers(group: String)
+    case groupInvite(group: String, user: String)
+    case groupRemove(group: String, user: String)
+    case groupMode(group: String, inviteOnly: Bool)
+    case groupTransfer(group: String, user: String)
+    case groupDelete(group: String)
+    case logout
+
+    /// A room or a private conversation, as a request names it.
+    public enum Target: Sendable, Hashable {
+        case room(String)
+        case with(String)
+    }
+
+    /// The wire name of each request type.
+    public var type: String {
+        switch self {
+        case .register: "register"
+        case .login: "login"
+        case .guest: "guest"
+        case .say, .direct: "send"
+        case .history: "history"
+        case .who: "who"
+        case .ping: "ping"
+        case .groups: "groups"
+        case .myGroups: "my_groups"
+        case .groupCreate: "group_create"
+        case .groupJoin: "group_join"
+        case .groupLeave: "group_leave"
+        case .groupMembers: "group_members"
+        case .groupInvite: "group_invite"
+        case .groupRemove: "group_remove"
+        case .groupMode: "group_mode"
+        case .groupTransfer: "group_transfer"
+        case .groupDelete: "group_delete"
+        case .logout: "logout"
+        }
+    }
+
+    /// Whether the request is allowed before login (the command table's "pre-login" column).
+    public var allowedBeforeLogin: Bool {
+        switch self {
+        case .register, .login, .guest, .ping: true
+        default: false
+        }
+    }
+
+    static let knownTypes: Set<String> = [
+        "register", "login", "guest", "send", "history", "who", "ping", "groups", "my_groups",
+        "group_create", "group_join", "group_leave", "group_members", "group_invite", "group_remove",
+        "group_mode", "group_transfer", "group_delete", "logout",
+    ]
+}
+
+/// A request with the `id` its reply must echo.
+public struct RequestEnvelope: Sendable, Hashable {
+    public var id: RequestID?
+    public var request: ClientRequest
+
+    public init(id: RequestID? = nil, _ request: ClientRequest) {
+        self.id = id
+        self.request = request
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import NIOCore
+import ParleyCore
+
+/// Every message the server sends, as one flat JSON object whose `type` says which fields are
+/// present (docs/PROTOCOL.md lists them). Absent fields are omitted from the JSON.
+///
+/// One type serves both sides: the server encodes it once per event and sends the same bytes to
+/// every recipient; clients decode it.
+/// Thread safety: a value type; `Sendable`.
+public struct ServerFrame: Codable, Sendable, Hashable {
+    public var type: String
+    /// The `id` of the request this answers.
+    public var id: RequestID?
+    // error
+    public var code: String?
+    public var message: String?
+    public var retryAfter: Double?
+    // hello
+    public var server: String?
+    public var version: Int?
+    public var registration: Bool?
+    public var guests: Bool?
+    public var maxFrame: Int?
+    public var maxText: Int?
+    // accounts, presence
+    public var result: String?
+    public var username: String?
+    public var guest: Bool?
+    public var online: Bool?
+    // a chat message
+    public var messageId: Int64?
+    public var time: String?
+    public var from: String?
+    public var room: String?
+    public var to: String?
+    public var text: String?
+    public var replay: Bool?
+    // replies with lists
+    public var with: String?
+    public var messages: [WireMessage]?
+    public var more: Bool?
+    public var count: Int?
+    public var users: [String]?
+    public var groups: [GroupInfo]?
+    public var members: [MemberInfo]?
+    // groups
+    public var group: String?
+    public var event: String?
+    public var by: String?
+    public var owner: String?
+    public var inviteOnly: Bool?
+
+    public init(type: String, id: RequestID? = nil) {
+        self.type = type
+        self.id = id
+    }
+
+    /// The message fields of a `message` frame, when it is one.
+    public var chatMessage: WireMessage? {
+        guard type == "message", let messageId, let time, let from, let text else { return nil }
+        return WireMessage(messageId: messageId, time: time, from: from, room: room, to: to, text: text, replay: replay)
+    }
+}
+
+/// A chat message inside a `history` reply (and the fields of a `message` frame).
+public struct WireMessage: Codable, Sendable, Hashable {
+    public var messageId: Int64
+    public var time: String
+    public var from: String
+    /// `general` or a group name; absent for private messages.
+    public var room: String?
+    /// The recipient of a private message.
+    public var to: String?
+    public var text: String
+    public var replay: Bool?
+
+    public init(messageId: Int64, time: String, from: String, room: String?, to: String?, text: String, replay: Bool? = nil) {
+        self.messageId = messageId
+        self.time = time
+        self.from = from
+        self.room = room
+        self.to = to
+        self.text = text
+        self.replay = replay
+    }
+
+    public init(_ stored: StoredMessage) {
+        switch stored.room {
+        case .general, .group:
+            self.init(messageId: stored.id, time: stored.time.iso8601, from: stored.sender, room: stored.roomName, to: nil, text: stored.text)
+        case .direct:
+            self.init(messageId: stored.id, time: stored.time.iso8601, from: stored.sender, room: nil, to: stored.roomName, text: stored.text)
+        }
+    }
+}
+
+/// One line of a `groups` reply.
+public struct GroupInfo: Codable, Sendable, Hashable {
+    public var name: String
+    public var owner: String
+    public var members: Int
+    public var inviteOnly: Bool
+    /// Whether the asking user is a member.
+    public var joined: Bool
+
+    public init(name: String, owner: String, members: Int, inviteOnly: Bool, joined: Bool) {
+        self.name = name
+        self.owner = owner
+        self.members = members
+        self.inviteOnly = inviteOnly
+        self.joined = joined
+    }
+}
+
+/// One line of a `members` reply.
+public struct MemberInfo: Codable, Sendable, Hashable {
+    public var username: String
+    public var online: Bool
+    public var owner: Bool
+
+    public init(username: String, online: Bool, owner: Bool) {
+        self.username = username
+        self.online = online
+        self.owner = owner
+    }
+}
+
+extension ServerFrame {
+    public static let protocolVersion = 1
+
+    public static func error(_ error: ParleyError, id: RequestID? = nil) -> ServerFrame {
+        var frame = ServerFrame(type: "error", id: id)
+        frame.code = error.code.rawValue
+        frame.message = error.message
+        return frame
+    }
+
+    public static func ok(id: RequestID?) -> ServerFrame { ServerFrame(type: "ok", id: id) }
+
+    /// A `message` frame for a stored message.
+    public static func message(_ stored: StoredMessage, id: RequestID? = nil, replay: Bool = false) -> ServerFrame {
+        var frame = ServerFrame(type: "message", id: id)
+        frame.setMessage(WireMessage(stored))
+        if replay { frame.replay = true }
+        return frame
+    }
+
+    mutating func setMessage(_ m: WireMessage) {
+        messageId = m.messageId
+        time = m.time
+        from = m.from
+        room = m.room
+        to = m.to
+        text = m.text
+    }
+
+    /// The typed error, when this is an `error` frame.
+    public var parleyError: ParleyError? {
+        guard type == "error" else { return nil }
+        return ParleyError(ParleyError.Code(code ?? "INTERNAL"), message ?? "")
+    }
+}
+
+extension ServerFrame {
+    private static let encoder = JSONEncoder()
+    private static let decoder = JSONDecoder()
+
+    /// The JSON payload, without framing (what a WebSocket text frame would carry).
+    public func json() -> [UInt8] {
+        // Encoding a struct of strings, numbers and arrays cannot fail.
+        (try? Array(Self.encoder.encode(self))) ?? Array(#"{"type":"error","code":"INTERNAL","message":"encoding failed"}"#.utf8)
+    }
+
+    /// The frame (length prefix and JSON) ready to write to any number of connections.
+    public func frame(allocator: ByteBufferAllocator) -> ByteBuffer {
+        Frame.make(json(), allocator: allocator)
+    }
+
+    /// Decodes a frame payload.
+    public static func decode(_ payload: ByteBuffer) throws -> ServerFrame {
+        try decoder.decode(ServerFrame.self, from: Data(payload.readableBytesView))
+    }
+}
