@@ -33,6 +33,7 @@ public struct GroupDirectory: Sendable {
 
     public var all: [Group] { byKey.values.sorted { $0.key < $1.key } }
     public func group(named name: String) -> Group? { byKey[Names.key(name)] }
+    public func group(id: Int64) -> Group? { byKey.values.first { $0.id == id } }
     public func groups(of user: String) -> [Group] { all.filter { $0.isMember(user) } }
 
     private func existing(_ name: String) throws(ParleyError) -> Group {

@@ -40,6 +40,7 @@ extension RequestEnvelope: Codable {
                 limit: try c.decodeIfPresent(Int.self, forKey: .limit))
         case "who": request = .who
         case "ping": request = .ping
+        case "pong": request = .pong
         case "groups": request = .groups
         case "my_groups": request = .myGroups
         case "group_create":
@@ -80,7 +81,7 @@ extension RequestEnvelope: Codable {
             }
             try c.encodeIfPresent(before, forKey: .before)
             try c.encodeIfPresent(limit, forKey: .limit)
-        case .who, .ping, .groups, .myGroups, .logout:
+        case .who, .ping, .pong, .groups, .myGroups, .logout:
             break
         case .groupCreate(let group, let inviteOnly), .groupMode(let group, let inviteOnly):
             try c.encode(group, forKey: .group)

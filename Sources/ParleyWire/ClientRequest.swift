@@ -15,6 +15,8 @@ public enum ClientRequest: Sendable, Hashable {
     case history(Target, before: Int64?, limit: Int?)
     case who
     case ping
+    /// The answer to a server's `ping`; gets no reply.
+    case pong
     case groups
     case myGroups
     case groupCreate(group: String, inviteOnly: Bool)
@@ -44,6 +46,7 @@ public enum ClientRequest: Sendable, Hashable {
         case .history: "history"
         case .who: "who"
         case .ping: "ping"
+        case .pong: "pong"
         case .groups: "groups"
         case .myGroups: "my_groups"
         case .groupCreate: "group_create"
@@ -62,13 +65,13 @@ public enum ClientRequest: Sendable, Hashable {
     /// Whether the request is allowed before login (the command table's "pre-login" column).
     public var allowedBeforeLogin: Bool {
         switch self {
-        case .register, .login, .guest, .ping: true
+        case .register, .login, .guest, .ping, .pong: true
         default: false
         }
     }
 
     static let knownTypes: Set<String> = [
-        "register", "login", "guest", "send", "history", "who", "ping", "groups", "my_groups",
+        "register", "login", "guest", "send", "history", "who", "ping", "pong", "groups", "my_groups",
         "group_create", "group_join", "group_leave", "group_members", "group_invite", "group_remove",
         "group_mode", "group_transfer", "group_delete", "logout",
     ]

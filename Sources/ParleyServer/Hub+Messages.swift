@@ -1,0 +1,100 @@
+import NIOCore
+import ParleyCore
+import ParleyStore
+import ParleyWire
+
+extension Hub {
+    /// Checks and queues a message for storage; once stored it is delivered to the room and
+    /// acknowledged to the sender (see ``dispatchCommitted()``). Runs on the session's loop.
+    func post(_ target: ClientRequest.Target, text: String, id: RequestID?, from session: Session) throws(ParleyError) {
+        try limits.validateText(text)
+        let me = session.identity
+        let message: NewMessage = try state.withLock { s throws(ParleyError) in
+            switch target {
+            case .room(let name) where Names.key(name) == Room.generalName:
+                return NewMessage(sender: me.name, senderKey: me.storageKey, room: .general, roomName: Room.generalName, text: text)
+            case .room(let name):
+                let group = try s.member(of: name, me)
+                return NewMessage(sender: me.name, senderKey: me.storageKey, room: group.room, roomName: group.name, text: text)
+            case .with(let name):
+                let peer = try s.peer(named: name)
+                return NewMessage(sender: me.name, senderKey: me.storageKey, room: .direct(between: me.storageKey, and: peer.storageKey),
+                                  roomName: peer.name, peerKey: peer.storageKey, text: text)
+            }
+        }
+        session.sendStarted()
+        store.commits.enqueue(.message(message) { [self] result in
+            switch result {
+            case .success(let stored):
+                committed.withLock { $0.append(Committed(message: stored, sender: session, requestID: id)) }
+            case .failure(let error):
+                session.logger.error("storing a message failed", metadata: ["error": "\(error)"])
+                session.loop.execute { session.sendFinished() }
+                session.send(.error(ParleyError(.storageFailed, "the message could not be stored; it was not sent"), id: id))
+            }
+        })
+    }
+
+    /// A page of history: up to `limit` messages before `before`, oldest first, with `more` set
+    /// when older ones exist. Only rooms the user may read.
+    func history(_ target: ClientRequest.Target, before: Int64?, limit: Int?, id: RequestID?, for session: Session) -> EventLoopFuture<ServerFrame> {
+        let loop = session.loop
+        let me = session.identity
+        let pageSize = min(max(limit ?? 50, 1), limits.maxHistoryPage)
+        let room: Room
+        var frame = ServerFrame(type: "history", id: id)
+        do {
+            if let limit, limit < 1 || limit > limits.maxHistoryPage {
+                throw ParleyError(.badRequest, "'limit' must be between 1 and \(limits.maxHistoryPage)")
+            }
+            room = try state.withLock { s throws(ParleyError) -> Room in
+                switch target {
+                case .room(let name) where Names.key(name) == Room.generalName:
+                    frame.room = Room.generalName
+                    return .general
+                case .room(let name):
+                    let group = try s.member(of: name, me)
+                    frame.room = group.name
+                    return group.room
+                case .with(let name):
+                    if me.guest { throw ParleyError(.guestNotAllowed, "guests have no stored private conversations") }
+                    let peer = try s.peer(named: name)
+                    frame.with = peer.name
+                    return .direct(between: me.storageKey, and: peer.storageKey)
+                }
+            }
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        let store = self.store
+        let reply = frame
+        return offload(on: loop) {
+            let page = try store.history(room, before: before, limit: pageSize + 1)
+            var frame = reply
+            frame.more = page.count > pageSize
+            frame.messages = page.suffix(pageSize).map(WireMessage.init)
+            return frame
+        }
+    }
+}
+
+extension HubState {
+    /// The group named `name`, if `me` is a member.
+    func member(of name: String, _ me: Identity) throws(ParleyError) -> Group {
+        guard let group = directory.group(named: name) else {
+            throw ParleyError(.noSuchGroup, "there is no group '\(name)'")
+        }
+        guard group.isMember(me.key) else {
+            throw ParleyError(.notAMember, "you are not a member of '\(group.name)'")
+        }
+        return group
+    }
+
+    /// A user one can write to: any account, or a guest who is online.
+    func peer(named name: String) throws(ParleyError) -> Identity {
+        let key = Names.key(name)
+        if let registered = accounts[key] { return Identity(name: registered, guest: false) }
+        if let session = online[key]?.first { return session.identity }
+        throw ParleyError(.userNotFound, "there is no user '\(name)'")
+    }
+}

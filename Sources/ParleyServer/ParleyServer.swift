@@ -1,0 +1,130 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyCore
+import ParleyStore
+import ParleyWire
+import ServiceLifecycle
+import Synchronization
+
+/// The Parley server: storage, hub and the native TCP listener, as one ServiceLifecycle `Service`.
+///
+/// `parley serve` and the tests both build it from a ``ServerConfiguration``; tests bind port 0
+/// and read ``port``. Shutdown tells every client, closes the connections, writes what is
+/// pending to the database, and stops the threads.
+/// Thread safety: `Sendable`; ``start()``, ``run()`` and ``shutdown()`` may be called from any task.
+public final class ParleyServer: Service, Sendable {
+    public let configuration: ServerConfiguration
+    public let store: Store
+    let hub: Hub
+    let group: MultiThreadedEventLoopGroup
+    let threadPool: NIOThreadPool
+    let logger: Logger
+    private let listener = Mutex<(any Channel)?>(nil)
+    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    private let stopped = Mutex(false)
+
+    /// Opens the store (creating and migrating it) and prepares the threads; does not listen yet.
+    /// - Throws: when the data directory or database cannot be opened.
+    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "parley")) throws {
+        self.configuration = configuration
+        self.logger = logger
+        let threads = configuration.threads > 0 ? configuration.threads : System.coreCount
+        group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        threadPool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
+        threadPool.start()
+        do {
+            store = try Store(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
+            hub = try Hub(store: store, configuration: configuration, loops: Array(group.makeIterator()), threadPool: threadPool, logger: logger)
+        } catch {
+            try? threadPool.syncShutdownGracefully()
+            try? group.syncShutdownGracefully()
+            throw error
+        }
+    }
+
+    /// The port the native listener is bound to, once started.
+    public var port: Int? { listener.withLock { $0?.localAddress?.port } }
+
+    /// Binds the native protocol listener.
+    @discardableResult
+    public func start() async throws -> Int {
+        let hub = self.hub
+        let logger = self.logger
+        let limits = configuration.limits
+        let idle = configuration.idleTimeout
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            .childChannelOption(
+                ChannelOptions.writeBufferWaterMark,
+                value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
+            .childChannelInitializer { [weak self] channel in
+                self?.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: .milliseconds(Int64(idle * 1000))),
+                        ByteToMessageHandler(FrameDecoder(maxFrameSize: limits.maxFrameSize)),
+                        Connection(hub: hub, logger: logger),
+                    ])
+                }
+            }
+        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+        listener.withLock { $0 = channel }
+        let port = channel.localAddress?.port ?? configuration.port
+        logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "protocol": "native"])
+        return port
+    }
+
+    private func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        connections.withLock { $0[id] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.connections.withLock { $0.removeValue(forKey: id) }
+        }
+    }
+
+    /// Runs until a graceful shutdown is requested (SIGINT/SIGTERM through the ServiceGroup), then shuts down.
+    public func run() async throws {
+        if port == nil { try await start() }
+        try? await gracefulShutdown()
+        await shutdown()
+    }
+
+    /// Tells clients, closes connections, writes pending work to disk and stops the threads. Idempotent.
+    public func shutdown() async {
+        guard stopped.withLock({ was in defer { was = true }; return !was }) else { return }
+        logger.info("shutting down")
+        hub.state.withLock { $0.shuttingDown = true }
+        if let listener = listener.withLock({ $0 }) {
+            try? await listener.close()
+        }
+        let open = connections.withLock { Array($0.values) }
+        var notice = ServerFrame(type: "shutdown")
+        notice.message = "the server is shutting down"
+        for channel in open {
+            channel.eventLoop.execute {
+                let timer = channel.eventLoop.scheduleTask(in: .seconds(3)) { channel.close(promise: nil) }
+                channel.writeAndFlush(notice.frame(allocator: channel.allocator)).whenComplete { _ in
+                    timer.cancel()
+                    channel.close(promise: nil)
+                }
+            }
+        }
+        for channel in open {
+            try? await channel.closeFuture.get()
+        }
+        // Each closed session queued its read position; write everything that is pending.
+        let store = self.store
+        try? await threadPool.runIfActive { store.close() }
+        try? await threadPool.shutdownGracefully()
+        try? await group.shutdownGracefully()
+        logger.info("stopped")
+    }
+
+    /// Number of open connections (logged in or not).
+    public var connectionCount: Int { connections.withLock { $0.count } }
+}

@@ -1,0 +1,33 @@
+import ParleyCore
+import ParleyStore
+
+/// Everything `parley serve` can be told. Defaults are the documented ones.
+/// Thread safety: a value type; `Sendable`.
+public struct ServerConfiguration: Sendable {
+    /// Address to listen on.
+    public var host = "127.0.0.1"
+    /// Port for the native protocol; 0 picks a free one (tests).
+    public var port = 5555
+    /// Folder for `parley.sqlite`; created if missing.
+    public var dataDirectory = "./parley-data"
+    /// Name announced in the hello.
+    public var serverName = "parley"
+    public var limits = Limits()
+    /// Whether `guest` logins are allowed.
+    public var guests = false
+    /// Whether `register` is allowed.
+    public var registration = true
+    /// bcrypt cost for new password hashes (4…31).
+    public var bcryptCost: UInt8 = 10
+    /// Seconds a new connection has to log in.
+    public var loginTimeout: Double = 30
+    /// Seconds without input before the server pings; twice that closes the connection.
+    public var idleTimeout: Double = 300
+    /// Unanswered requests waiting for storage before the server stops reading from a connection.
+    public var maxInflight = 256
+    public var durability: Durability = .normal
+    /// Event loop threads; 0 means one per core.
+    public var threads = 0
+
+    public init() {}
+}

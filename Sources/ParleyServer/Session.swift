@@ -1,0 +1,155 @@
+import Logging
+import NIOCore
+import ParleyCore
+import ParleyWire
+
+/// One logged-in connection of a user. A user may have several sessions; each gets every event.
+///
+/// The hub holds sessions in snapshots and hands them deliveries grouped by event loop; every
+/// method except ``send(_:)`` runs on the session's own event loop.
+/// Thread safety: `Sendable`. Immutable fields are set at login; the mutable delivery state lives
+/// in a `NIOLoopBoundBox`, so it is only touched on `loop` (checked at run time).
+public final class Session: Sendable, CustomStringConvertible {
+    struct DeliveryState {
+        /// While the login replay is being read from storage, live messages wait here.
+        var replaying = true
+        var held: [(ByteBuffer, Int64)] = []
+        var heldBytes = 0
+        /// The highest message id written to this connection.
+        var lastDelivered: Int64
+        var needsFlush = false
+        var closing = false
+        /// Sends awaiting storage; reading pauses above the limit.
+        var inflight = 0
+        var readsPaused = false
+    }
+
+    public let id: Int
+    public let identity: Identity
+    public let channel: any Channel
+    public let loop: any EventLoop
+    /// Index of `loop` in the hub's loop list, for grouping deliveries.
+    let loopIndex: Int
+    let state: NIOLoopBoundBox<DeliveryState>
+    let limits: Limits
+    let maxInflight: Int
+    let logger: Logger
+
+    init(id: Int, identity: Identity, channel: any Channel, loopIndex: Int, watermark: Int64, limits: Limits, maxInflight: Int, logger: Logger) {
+        self.id = id
+        self.identity = identity
+        self.channel = channel
+        self.loop = channel.eventLoop
+        self.loopIndex = loopIndex
+        self.state = NIOLoopBoundBox(DeliveryState(lastDelivered: watermark), eventLoop: channel.eventLoop)
+        self.limits = limits
+        self.maxInflight = maxInflight
+        var logger = logger
+        logger[metadataKey: "user"] = "\(identity.name)"
+        logger[metadataKey: "session"] = "\(id)"
+        self.logger = logger
+    }
+
+    public var description: String { "session \(id) of \(identity.name)" }
+
+    /// Queues `buffer` (a whole frame) for this connection without flushing. On the loop only.
+    /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
+    @discardableResult
+    func enqueue(_ buffer: ByteBuffer, messageID: Int64) -> Bool {
+        var owed = false
+        state.withValue { s in
+            if s.closing { return }
+            if s.replaying {
+                s.held.append((buffer, messageID))
+                s.heldBytes += buffer.readableBytes
+                if s.heldBytes > limits.maxOutboxBytes { overflow(&s) }
+                return
+            }
+            guard channel.isWritable else {
+                overflow(&s)
+                return
+            }
+            channel.write(buffer, promise: nil)
+            if messageID > s.lastDelivered { s.lastDelivered = messageID }
+            if !s.needsFlush {
+                s.needsFlush = true
+                owed = true
+            }
+        }
+        return owed
+    }
+
+    /// Flushes after a batch of ``enqueue(_:messageID:)`` calls. On the loop only.
+    func flush() {
+        state.withValue { s in
+            if s.needsFlush {
+                s.needsFlush = false
+                channel.flush()
+            }
+        }
+    }
+
+    /// Writes one frame and flushes, from any thread.
+    public func send(_ frame: ServerFrame) {
+        let buffer = frame.frame(allocator: channel.allocator)
+        if loop.inEventLoop {
+            enqueue(buffer, messageID: 0)
+            flush()
+        } else {
+            loop.execute {
+                self.enqueue(buffer, messageID: 0)
+                self.flush()
+            }
+        }
+    }
+
+    /// Ends the login replay: the replayed frames have been written; live messages held meanwhile
+    /// follow them (those the replay already covered are skipped). On the loop only.
+    func finishReplay(through lastReplayed: Int64) {
+        let held = state.withValue { s in
+            s.replaying = false
+            if lastReplayed > s.lastDelivered { s.lastDelivered = lastReplayed }
+            defer { s.held = []; s.heldBytes = 0 }
+            return s.held
+        }
+        for (buffer, id) in held where id == 0 || id > lastReplayed {
+            enqueue(buffer, messageID: id)
+        }
+        flush()
+    }
+
+    /// The highest message id written to this session. On the loop only.
+    var lastDelivered: Int64 { state.value.lastDelivered }
+
+    /// Counts a send waiting for storage; pauses reading when too many are outstanding. On the loop only.
+    func sendStarted() {
+        state.withValue { s in
+            s.inflight += 1
+            if s.inflight >= maxInflight && !s.readsPaused {
+                s.readsPaused = true
+                channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+        }
+    }
+
+    /// A send was stored (or failed); resumes reading once the backlog halves. On the loop only.
+    func sendFinished() {
+        state.withValue { s in
+            s.inflight -= 1
+            if s.readsPaused && s.inflight <= maxInflight / 2 {
+                s.readsPaused = false
+                channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+                channel.read()
+            }
+        }
+    }
+
+    /// The client cannot keep up: tell it why, then disconnect it.
+    private func overflow(_ s: inout DeliveryState) {
+        s.closing = true
+        s.held = []
+        logger.notice("disconnecting slow consumer", metadata: ["limit": "\(limits.maxOutboxBytes)"])
+        Connection.closeWithError(
+            channel, ParleyError(.slowConsumer, "you were not reading fast enough: more than \(limits.maxOutboxBytes) bytes were queued for you"))
+    }
+}

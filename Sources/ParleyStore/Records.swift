@@ -1,0 +1,52 @@
+import ParleyCore
+
+/// A registered account as stored.
+/// Thread safety: a value type; `Sendable`.
+public struct Account: Sendable, Hashable {
+    /// The case-folded name, unique.
+    public var key: String
+    /// The name as registered.
+    public var name: String
+    /// A bcrypt hash; never the password.
+    public var passwordHash: String
+    /// The highest message id this user has been sent; replay starts after it.
+    public var lastRead: Int64
+
+    public init(key: String, name: String, passwordHash: String, lastRead: Int64) {
+        self.key = key
+        self.name = name
+        self.passwordHash = passwordHash
+        self.lastRead = lastRead
+    }
+}
+
+/// A message before it is stored: the store gives it its id and time.
+/// Thread safety: a value type; `Sendable`.
+public struct NewMessage: Sendable, Hashable {
+    /// The sender's name as shown.
+    public var sender: String
+    /// The sender's storage key (a guest's is prefixed with `~`, so it never matches an account).
+    public var senderKey: String
+    public var room: Room
+    public var roomName: String
+    /// For a private message, the recipient's storage key.
+    public var peerKey: String?
+    public var text: String
+
+    public init(sender: String, senderKey: String, room: Room, roomName: String, peerKey: String? = nil, text: String) {
+        self.sender = sender
+        self.senderKey = senderKey
+        self.room = room
+        self.roomName = roomName
+        self.peerKey = peerKey
+        self.text = text
+    }
+}
+
+/// Which durability a commit waits for.
+public enum Durability: String, Sendable, CaseIterable {
+    /// SQLite `synchronous=NORMAL` in WAL mode: survives a crash of the process, not of the machine.
+    case normal
+    /// SQLite `synchronous=FULL`: every commit is fsynced before it is acknowledged.
+    case full
+}
