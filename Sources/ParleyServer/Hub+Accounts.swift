@@ -131,7 +131,7 @@ extension Hub {
             }
             var end = ServerFrame(type: "replay_end")
             end.count = messages.count
-            session.channel.write(end.frame(allocator: session.channel.allocator), promise: nil)
+            session.channel.writeAndFlush(end.frame(allocator: session.channel.allocator), promise: nil)
             session.finishReplay(through: attached.through)
         }
     }

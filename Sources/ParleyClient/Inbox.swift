@@ -1,0 +1,129 @@
+import NIOCore
+import ParleyCore
+import ParleyWire
+import Synchronization
+
+/// Where a client's incoming frames wait: replies go to the request awaiting their id; events to
+/// the first waiter whose predicate matches, or into a queue.
+/// Thread safety: `Sendable`; state in a `Mutex`, continuations resumed outside it.
+final class Inbox: Sendable {
+    struct Waiter {
+        var token: Int
+        var predicate: @Sendable (ServerFrame) -> Bool
+        var continuation: CheckedContinuation<ServerFrame, any Error>
+    }
+
+    struct State {
+        var buffered: [ServerFrame] = []
+        var waiters: [Waiter] = []
+        var replies: [RequestID: CheckedContinuation<ServerFrame, any Error>] = [:]
+        var closed = false
+        var nextToken = 0
+    }
+
+    let state = Mutex(State())
+
+    /// Routes one incoming frame.
+    func receive(_ frame: ServerFrame) {
+        let continuation: CheckedContinuation<ServerFrame, any Error>? = state.withLock { s in
+            if let id = frame.id, let waiting = s.replies.removeValue(forKey: id) { return waiting }
+            if let index = s.waiters.firstIndex(where: { $0.predicate(frame) }) {
+                return s.waiters.remove(at: index).continuation
+            }
+            s.buffered.append(frame)
+            return nil
+        }
+        continuation?.resume(returning: frame)
+    }
+
+    /// Fails every waiter: the connection has closed.
+    func close() {
+        let (waiters, replies) = state.withLock { s in
+            s.closed = true
+            defer { s.waiters = []; s.replies = [:] }
+            return (s.waiters, s.replies)
+        }
+        for waiter in waiters { waiter.continuation.resume(throwing: ParleyClient.ClientError.closed) }
+        for (_, reply) in replies { reply.resume(throwing: ParleyClient.ClientError.closed) }
+    }
+
+    func next(on loop: any EventLoop, timeout: Double, what: String, _ predicate: @escaping @Sendable (ServerFrame) -> Bool) async throws -> ServerFrame {
+        let token = state.withLock { s in
+            s.nextToken += 1
+            return s.nextToken
+        }
+        let timer = loop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
+            let waiter = self.state.withLock { s -> Waiter? in
+                guard let index = s.waiters.firstIndex(where: { $0.token == token }) else { return nil }
+                return s.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: ParleyClient.ClientError.timedOut(what))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let outcome: Result<ServerFrame, any Error>? = state.withLock { s in
+                if let index = s.buffered.firstIndex(where: predicate) { return .success(s.buffered.remove(at: index)) }
+                if s.closed { return .failure(ParleyClient.ClientError.closed) }
+                s.waiters.append(Waiter(token: token, predicate: predicate, continuation: continuation))
+                return nil
+            }
+            if let outcome { continuation.resume(with: outcome) }
+        }
+    }
+
+    func reply(to id: RequestID, on loop: any EventLoop, timeout: Double, send: () -> Void) async throws -> ServerFrame {
+        let timer = loop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
+            let waiting = self.state.withLock { $0.replies.removeValue(forKey: id) }
+            waiting?.resume(throwing: ParleyClient.ClientError.timedOut("the reply to request \(id)"))
+        }
+        defer { timer.cancel() }
+        return try await withCheckedThrowingContinuation { continuation in
+            let closed = state.withLock { s in
+                if s.closed { return true }
+                s.replies[id] = continuation
+                return false
+            }
+            if closed {
+                continuation.resume(throwing: ParleyClient.ClientError.closed)
+            } else {
+                send()
+            }
+        }
+    }
+}
+
+/// Decodes frames into the inbox and answers the server's pings.
+/// Thread safety: a `ChannelHandler`; used on its channel's event loop only.
+final class ClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let inbox: Inbox
+    let rawFrame: (@Sendable (ByteBuffer) -> Bool)?
+
+    init(inbox: Inbox, rawFrame: (@Sendable (ByteBuffer) -> Bool)?) {
+        self.inbox = inbox
+        self.rawFrame = rawFrame
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let payload = unwrapInboundIn(data)
+        if let rawFrame, rawFrame(payload) { return }
+        guard let frame = try? ServerFrame.decode(payload) else { return }
+        if frame.type == "ping" && frame.id == nil {
+            let json = Array(#"{"type":"pong"}"#.utf8)
+            context.writeAndFlush(wrapOutboundOut(Frame.make(json, allocator: context.channel.allocator)), promise: nil)
+            return
+        }
+        inbox.receive(frame)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        inbox.close()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

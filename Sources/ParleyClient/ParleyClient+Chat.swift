@@ -1,0 +1,47 @@
+import ParleyCore
+import ParleyWire
+
+extension ParleyClient {
+    /// Registers an account (`REGISTER_SUCCESS`); throws the server's ``ParleyError`` otherwise.
+    @discardableResult
+    public func register(_ username: String, password: String) async throws -> ServerFrame {
+        try await request(.register(username: username, password: password))
+    }
+
+    /// Logs in (`LOGIN_SUCCESS`). The replay of missed messages follows as events, ended by `replay_end`.
+    @discardableResult
+    public func login(_ username: String, password: String, timeout: Double = 10) async throws -> ServerFrame {
+        try await request(.login(username: username, password: password), timeout: timeout)
+    }
+
+    /// Joins as a guest; the reply's `username` is the name the server gave.
+    @discardableResult
+    public func guest(_ name: String) async throws -> ServerFrame {
+        try await request(.guest(name: name))
+    }
+
+    /// Posts to `general` or a group and returns the stored message (the acknowledgement).
+    @discardableResult
+    public func say(_ text: String, in room: String = "general", timeout: Double = 10) async throws -> WireMessage {
+        try Self.stored(try await request(.say(room: room, text: text), timeout: timeout))
+    }
+
+    /// Sends a private message and returns it as stored.
+    @discardableResult
+    public func message(_ user: String, _ text: String) async throws -> WireMessage {
+        try Self.stored(try await request(.direct(to: user, text: text)))
+    }
+
+    static func stored(_ frame: ServerFrame) throws -> WireMessage {
+        guard let message = frame.chatMessage else {
+            throw ParleyError(.internalError, "expected a message, got '\(frame.type)'")
+        }
+        return message
+    }
+
+    /// Waits for the next chat message event matching `predicate`.
+    public func nextMessage(timeout: Double = 10, where predicate: @escaping @Sendable (WireMessage) -> Bool = { _ in true }) async throws -> WireMessage {
+        let frame = try await next(timeout: timeout, "a message") { frame in frame.chatMessage.map(predicate) ?? false }
+        return frame.chatMessage!
+    }
+}

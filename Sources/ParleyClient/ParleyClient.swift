@@ -1,0 +1,157 @@
+import NIOCore
+import NIOPosix
+import ParleyCore
+import ParleyWire
+import Synchronization
+
+/// An async client for Parley's native protocol: connect, send requests and await their replies,
+/// and await events (everything the server sends that is not a reply).
+///
+/// Used by `parley chat`, `parley bench` and the tests.
+/// Thread safety: `Sendable`; every method may be called from any task. Incoming frames are
+/// queued in a lock-protected inbox until someone awaits them.
+public final class ParleyClient: Sendable {
+    /// Why a wait ended without a frame.
+    public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
+        case timedOut(String)
+        case closed
+        public var description: String {
+            switch self {
+            case .timedOut(let what): "timed out waiting for \(what)"
+            case .closed: "the connection is closed"
+            }
+        }
+    }
+
+    public let channel: any Channel
+    let inbox: Inbox
+    /// The server's greeting.
+    public let hello: ServerFrame
+    private let nextID = Atomic<Int64>(1)
+    private let ownsGroup: (any EventLoopGroup)?
+
+    /// Connects and waits for the server's hello.
+    /// - Parameters:
+    ///   - rawFrame: optional; sees each frame's payload on the event loop before it is decoded and
+    ///     returns true when it has consumed it (the benchmark uses this to skip JSON decoding).
+    ///   - group: event loops to use; by default a one-thread group owned by this client.
+    /// - Throws: when the connection fails or no hello arrives within `timeout` seconds.
+    public static func connect(
+        host: String, port: Int, timeout: Double = 10, group: (any EventLoopGroup)? = nil,
+        receiveBuffer: Int? = nil,
+        rawFrame: (@Sendable (ByteBuffer) -> Bool)? = nil
+    ) async throws -> ParleyClient {
+        let owned: (any EventLoopGroup)? = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        let loops = group ?? owned!
+        let inbox = Inbox()
+        var bootstrap = ClientBootstrap(group: loops)
+            .connectTimeout(.milliseconds(Int64(timeout * 1000)))
+            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        if let receiveBuffer {
+            bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer))
+        }
+        bootstrap = bootstrap.channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandlers([
+                    ByteToMessageHandler(FrameDecoder(maxFrameSize: 16 * 1024 * 1024)),
+                    ClientHandler(inbox: inbox, rawFrame: rawFrame),
+                ])
+            }
+        }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            try? await owned?.shutdownGracefully()
+            throw error
+        }
+        do {
+            let hello = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: "hello") { $0.type == "hello" }
+            return ParleyClient(channel: channel, inbox: inbox, hello: hello, ownsGroup: owned)
+        } catch {
+            try? await channel.close()
+            try? await owned?.shutdownGracefully()
+            throw error
+        }
+    }
+
+    init(channel: any Channel, inbox: Inbox, hello: ServerFrame, ownsGroup: (any EventLoopGroup)?) {
+        self.channel = channel
+        self.inbox = inbox
+        self.hello = hello
+        self.ownsGroup = ownsGroup
+    }
+
+    // MARK: Sending
+
+    /// Writes a request without waiting for anything.
+    public func send(_ request: ClientRequest, id: RequestID? = nil) {
+        write(RequestEnvelope(id: id, request))
+    }
+
+    /// Writes raw bytes (tests use this to send malformed input).
+    public func sendRaw(_ bytes: [UInt8]) {
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        channel.writeAndFlush(buffer, promise: nil)
+    }
+
+    func write(_ envelope: RequestEnvelope) {
+        let json = (try? JSONEncoderBox.encoder.encode(envelope)).map(Array.init) ?? []
+        channel.writeAndFlush(Frame.make(json, allocator: channel.allocator), promise: nil)
+    }
+
+    /// Sends a request and waits for the reply that echoes its id.
+    /// - Throws: ``ParleyError`` when the server answers with an error; ``ClientError`` on timeout or close.
+    @discardableResult
+    public func request(_ request: ClientRequest, timeout: Double = 10) async throws -> ServerFrame {
+        let id = RequestID.int(nextID.add(1, ordering: .relaxed).oldValue)
+        let reply = try await inbox.reply(to: id, on: channel.eventLoop, timeout: timeout) {
+            self.write(RequestEnvelope(id: id, request))
+        }
+        if let error = reply.parleyError { throw error }
+        return reply
+    }
+
+    // MARK: Events
+
+    /// The next event (a frame that is not a reply) matching `predicate`; earlier events that do
+    /// not match stay queued for later calls.
+    public func next(timeout: Double = 10, _ what: String = "an event", where predicate: @escaping @Sendable (ServerFrame) -> Bool = { _ in true }) async throws -> ServerFrame {
+        try await inbox.next(on: channel.eventLoop, timeout: timeout, what: what, predicate)
+    }
+
+    /// Events received and not yet taken.
+    public var pendingEvents: [ServerFrame] { inbox.state.withLock { $0.buffered } }
+
+    /// Drops queued events.
+    public func clearEvents() { inbox.state.withLock { $0.buffered.removeAll() } }
+
+    /// Whether the connection is still open.
+    public var isActive: Bool { channel.isActive }
+
+    /// Resolves when the server closes the connection.
+    public func waitForClose(timeout: Double = 10) async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.channel.closeFuture.get() }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(Int(timeout * 1000)))
+                throw ClientError.timedOut("the connection to close")
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Closes the connection (and the client's own event loop, if it made one).
+    public func close() async {
+        try? await channel.close()
+        try? await ownsGroup?.shutdownGracefully()
+    }
+}
+
+enum JSONEncoderBox {
+    static let encoder = JSONEncoder()
+}
+
+import Foundation
