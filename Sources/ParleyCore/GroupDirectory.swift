@@ -18,6 +18,11 @@ public struct GroupDirectory: Sendable {
     public struct Notice: Sendable, Hashable {
         public var event: GroupEvent
         public var recipients: [String]
+
+        public init(event: GroupEvent, recipients: [String]) {
+            self.event = event
+            self.recipients = recipients
+        }
     }
 
     private var byKey: [String: Group] = [:]

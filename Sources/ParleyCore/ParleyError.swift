@@ -62,6 +62,13 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
         self.details = details
     }
 
+    /// Errors are equal when their code and message are; ``details`` is for logs only.
+    public static func == (a: ParleyError, b: ParleyError) -> Bool { a.code == b.code && a.message == b.message }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(code)
+        hasher.combine(message)
+    }
+
     public var description: String { "\(code): \(message)" }
     public var debugDescription: String {
         details.map { "\(code): \(message) [\($0)]" } ?? description

@@ -1,0 +1,68 @@
+import NIOCore
+import ParleyCore
+import ParleyWire
+import Testing
+
+@Suite("Request parsing")
+struct RequestParserTests {
+    static func parse(_ bytes: [UInt8]) -> Result<RequestEnvelope, RequestParser.Failure> {
+        var buffer = ByteBuffer()
+        buffer.writeBytes(bytes)
+        return RequestParser.parse(buffer)
+    }
+
+    static func error(_ text: String) -> ParleyError? {
+        if case .failure(let failure) = parse(Array(text.utf8)) { return failure.error }
+        return nil
+    }
+
+    @Test("every request survives encoding and decoding", arguments: [
+        ClientRequest.register(username: "a", password: "12345678"), .login(username: "b", password: "p"), .guest(name: "g"),
+        .say(room: "general", text: "hi \"there\" ☃"), .direct(to: "bob", text: "psst"),
+        .history(.room("devs"), before: 10, limit: 5), .history(.with("bob"), before: nil, limit: nil),
+        .who, .ping, .pong, .groups, .myGroups, .groupCreate(group: "g", inviteOnly: true), .groupJoin(group: "g"),
+        .groupLeave(group: "g"), .groupMembers(group: "g"), .groupInvite(group: "g", user: "u"), .groupRemove(group: "g", user: "u"),
+        .groupMode(group: "g", inviteOnly: false), .groupTransfer(group: "g", user: "u"), .groupDelete(group: "g"), .logout,
+    ])
+    func roundTrip(_ request: ClientRequest) throws {
+        let envelope = RequestEnvelope(id: .string("r1"), request)
+        let json = try JSONEncoder().encode(envelope)
+        let parsed = try Self.parse(Array(json)).get()
+        #expect(parsed == envelope)
+    }
+
+    @Test("bad input is named precisely")
+    func errors() {
+        #expect(Self.error("{not json") == ParleyError(.badJSON, "the frame is not valid JSON"))
+        #expect(Self.error("[1,2]")?.message == "a frame must be a JSON object")
+        #expect(Self.error(#""hello""#)?.code == .badRequest)
+        #expect(Self.error(#"{"id":1}"#)?.message == "missing field 'type'")
+        #expect(Self.error(#"{"type":42}"#)?.message == "field 'type' must be a string")
+        #expect(Self.error(#"{"type":"dance"}"#) == ParleyError(.unknownType, "unknown request type 'dance'"))
+        #expect(Self.error(#"{"type":"login","username":"a"}"#)?.message == "missing field 'password'")
+        #expect(Self.error(#"{"type":"send","room":"general","text":5}"#)?.message == "field 'text' must be a string")
+        #expect(Self.error(#"{"type":"send","text":"x"}"#)?.message == "'send' needs exactly one of 'room' or 'to'")
+        #expect(Self.error(#"{"type":"history","room":"general","limit":"many"}"#)?.message == "field 'limit' must be an integer")
+        #expect(Self.error(#"{"type":"who","id":{"x":1}}"#)?.message == "field 'id' must be a string or an integer")
+    }
+
+    @Test("invalid UTF-8 is BAD_UTF8")
+    func utf8() {
+        if case .failure(let failure) = Self.parse([0x7B, 0xFF, 0xFE, 0x7D]) {
+            #expect(failure.error.code == .badUTF8)
+        } else {
+            Issue.record("invalid UTF-8 was accepted")
+        }
+    }
+
+    @Test("the id is echoed on errors when it can be read")
+    func idOnError() {
+        if case .failure(let failure) = Self.parse(Array(#"{"type":"nope","id":"abc"}"#.utf8)) {
+            #expect(failure.id == .string("abc"))
+        } else {
+            Issue.record("an unknown type was accepted")
+        }
+    }
+}
+
+import Foundation
