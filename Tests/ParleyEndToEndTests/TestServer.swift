@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyClient
+import ParleyCore
+import ParleyServer
+import ParleyWire
+import Testing
+
+/// A real server on port 0 with a temporary data directory, and helpers to connect real clients.
+final class TestServer: Sendable {
+    let server: ParleyServer
+    let port: Int
+    let directory: String
+    static let password = "correct horse"
+
+    static func start(directory: String? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.dataDirectory = directory ?? NSTemporaryDirectory() + "parley-e2e-" + UUID().uuidString
+        configuration.bcryptCost = 4
+        configure(&configuration)
+        var logger = Logger(label: "parley-test")
+        logger.logLevel = .warning
+        let server = try ParleyServer(configuration: configuration, logger: logger)
+        let port = try await server.start()
+        return TestServer(server: server, port: port, directory: configuration.dataDirectory)
+    }
+
+    init(server: ParleyServer, port: Int, directory: String) {
+        self.server = server
+        self.port = port
+        self.directory = directory
+    }
+
+    /// A connected client that has not logged in.
+    func connect(receiveBuffer: Int? = nil) async throws -> ParleyClient {
+        try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton, receiveBuffer: receiveBuffer)
+    }
+
+    /// Registers `name` (unless `register` is false), logs in, and waits for the end of the replay.
+    /// - Returns: the client and the replayed messages.
+    func login(_ name: String, register: Bool = true) async throws -> (ParleyClient, [WireMessage]) {
+        let client = try await connect()
+        if register { try await client.register(name, password: Self.password) }
+        try await client.login(name, password: Self.password)
+        var replayed: [WireMessage] = []
+        while true {
+            let frame = try await client.next(timeout: 10, "the replay") { $0.type == "replay_end" || $0.replay == true }
+            if frame.type == "replay_end" {
+                #expect(frame.count == replayed.count)
+                return (client, replayed)
+            }
+            replayed.append(frame.chatMessage!)
+        }
+    }
+
+    func user(_ name: String, register: Bool = true) async throws -> ParleyClient {
+        try await login(name, register: register).0
+    }
+
+    func stop() async { await server.shutdown() }
+
+    func removeData() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// Waits until `condition` holds, checking every 10 ms, for at most `timeout` seconds.
+func eventually(_ what: String, timeout: Double = 10, _ condition: @Sendable () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int(timeout * 1000))
+    while ContinuousClock.now < deadline {
+        if try await condition() { return }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+    Issue.record("timed out waiting for \(what)")
+    throw ParleyClient.ClientError.timedOut(what)
+}
+
+/// Asserts that `body` throws a ``ParleyError`` with `code`.
+func expectError<T>(_ code: ParleyError.Code, sourceLocation: SourceLocation = #_sourceLocation, _ body: () async throws -> T) async {
+    do {
+        _ = try await body()
+        Issue.record("expected \(code), got success", sourceLocation: sourceLocation)
+    } catch let error as ParleyError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+extension ParleyClient {
+    /// The next presence event about `user`.
+    func presence(of user: String) async throws -> Bool {
+        try await next("presence of \(user)") { $0.type == "presence" && $0.username == user }.online!
+    }
+
+    /// The next group event of `kind` in `group`.
+    func groupEvent(_ kind: String, in group: String, user: String? = nil) async throws -> ServerFrame {
+        try await next("\(kind) in \(group)") {
+            $0.type == "group" && $0.event == kind && $0.group == group && (user == nil || $0.username == user)
+        }
+    }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import ParleyCore
+import ParleyStore
+import Synchronization
+import Testing
+
+/// A fresh folder under the system temp directory, removed afterwards.
+func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
+    let path = NSTemporaryDirectory() + "parley-store-" + UUID().uuidString
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    return try body(path)
+}
+
+/// Queues a message and waits for its commit.
+func append(_ store: Store, _ message: NewMessage) throws -> StoredMessage {
+    let result = Mutex<Result<StoredMessage, any Error>?>(nil)
+    store.commits.enqueue(.message(message) { r in result.withLock { $0 = r } })
+    store.commits.flush()
+    return try result.withLock { $0! }.get()
+}
+
+func general(_ sender: String, _ text: String) -> NewMessage {
+    NewMessage(sender: sender, senderKey: sender.lowercased(), room: .general, roomName: "general", text: text)
+}
+
+@Suite("SQLite store")
+struct StoreTests {
+    @Test("accounts are unique without regard to case and keep their spelling")
+    func accounts() throws {
+        try withTemporaryDirectory { dir in
+            let store = try Store(directory: dir)
+            #expect(try store.createAccount(name: "Alice", passwordHash: "$2b$04$x", now: Timestamp(milliseconds: 1)))
+            #expect(try !store.createAccount(name: "ALICE", passwordHash: "$2b$04$y", now: Timestamp(milliseconds: 2)))
+            #expect(try store.account("alice")?.name == "Alice")
+            #expect(try store.account("alice")?.passwordHash == "$2b$04$x")
+            #expect(try store.accountNames() == ["alice": "Alice"])
+            store.close()
+        }
+    }
+
+    @Test("message ids strictly increase across batches and restarts; history pages backwards")
+    func messages() throws {
+        try withTemporaryDirectory { dir in
+            var ids: [Int64] = []
+            do {
+                let store = try Store(directory: dir)
+                // Many messages queued at once are committed in few transactions.
+                let done = Mutex<[Int64]>([])
+                for i in 0..<500 {
+                    store.commits.enqueue(.message(general("a", "m\(i)")) { r in done.withLock { $0.append(try! r.get().id) } })
+                }
+                store.commits.flush()
+                ids = done.withLock { $0 }
+                #expect(ids == Array(1...500))
+                store.close()
+            }
+            let store = try Store(directory: dir)
+            let next = try append(store, general("b", "after restart"))
+            #expect(next.id == 501)
+            let page = try store.history(.general, before: nil, limit: 10)
+            #expect(page.map(\.id) == Array(492...501))
+            let older = try store.history(.general, before: 492, limit: 3)
+            #expect(older.map(\.text) == ["m488", "m489", "m490"])
+            #expect(try store.messageCount() == 501)
+            store.close()
+        }
+    }
+
+    @Test("group changes survive a restart with owners, member order and invitations")
+    func groups() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let store = try Store(directory: dir)
+                for name in ["a", "b", "c"] { _ = try store.createAccount(name: name, passwordHash: "h", now: .init(milliseconds: 0)) }
+                var directory = GroupDirectory()
+                var mutations: [GroupMutation] = []
+                mutations += try directory.create("G", by: "a").mutations
+                mutations += try directory.join("G", user: "b").mutations
+                mutations += try directory.join("G", user: "c").mutations
+                mutations += try directory.setInviteOnly(true, for: "G", by: "a").mutations
+                mutations += try directory.leave("G", user: "a").mutations
+                mutations += try directory.create("H", by: "c").mutations
+                mutations += try directory.invite("a", to: "H", by: "c").mutations
+                let failed = Mutex<(any Error)?>(nil)
+                store.commits.enqueue(.groups(mutations) { r in if case .failure(let e) = r { failed.withLock { $0 = e } } })
+                store.commits.flush()
+                #expect(failed.withLock { $0 } == nil)
+                store.close()
+            }
+            let store = try Store(directory: dir)
+            let (groups, nextID) = try store.loadGroups()
+            let g = try #require(groups.first { $0.name == "G" })
+            #expect(g.owner == "b")
+            #expect(g.members == ["b", "c"])
+            #expect(g.inviteOnly)
+            let h = try #require(groups.first { $0.name == "H" })
+            #expect(h.invited == ["a"])
+            #expect(nextID == 3)
+            store.close()
+        }
+    }
+
+    @Test("missed messages: only after the read position, capped per room, private ones included")
+    func missed() throws {
+        try withTemporaryDirectory { dir in
+            let store = try Store(directory: dir)
+            for i in 0..<10 { _ = try append(store, general("a", "g\(i)")) }
+            let dm = NewMessage(sender: "a", senderKey: "a", room: .direct(between: "a", and: "b"), roomName: "b", peerKey: "b", text: "psst")
+            _ = try append(store, dm)
+            let other = NewMessage(sender: "a", senderKey: "a", room: .direct(between: "a", and: "c"), roomName: "c", peerKey: "c", text: "not for b")
+            _ = try append(store, other)
+            let missed = try store.missed(user: "b", rooms: [.general], after: 3, through: 12, perRoom: 4)
+            #expect(missed.map(\.text) == ["g6", "g7", "g8", "g9", "psst"])
+            let none = try store.missed(user: "b", rooms: [.general], after: 12, through: 12, perRoom: 4)
+            #expect(none.isEmpty)
+            store.close()
+        }
+    }
+
+    @Test("work queued after close fails instead of vanishing")
+    func closed() throws {
+        try withTemporaryDirectory { dir in
+            let store = try Store(directory: dir)
+            store.close()
+            #expect(throws: CommitQueue.Closed.self) { try append(store, general("a", "late")) }
+        }
+    }
+}
