@@ -175,7 +175,7 @@ struct ChatStoryTests {
         #expect(!alice.pendingEvents.contains { $0.type == "presence" && $0.username == "Bob" })
         #expect(try await alice.request(.who).users == ["Alice", "Bob"])
         await bob2.close()
-        #expect(try await alice.presence(of: "Bob") == false)
+        try await alice.wentOffline("Bob")
         #expect(try await alice.request(.who).users == ["Alice"])
         await alice.close()
         await s.stop()

@@ -94,6 +94,11 @@ extension ParleyClient {
         try await next("presence of \(user)") { $0.type == "presence" && $0.username == user }.online!
     }
 
+    /// Waits for "`user` has gone offline".
+    func wentOffline(_ user: String) async throws {
+        _ = try await next("\(user) going offline") { $0.type == "presence" && $0.username == user && $0.online == false }
+    }
+
     /// The next group event of `kind` in `group`.
     func groupEvent(_ kind: String, in group: String, user: String? = nil) async throws -> ServerFrame {
         try await next("\(kind) in \(group)") {
