@@ -53,40 +53,57 @@ public final class Session: Sendable, CustomStringConvertible {
     public var description: String { "session \(id) of \(identity.name)" }
 
     /// Queues `buffer` (a whole frame) for this connection without flushing. On the loop only.
+    ///
+    /// State is decided inside the loop-bound box and the channel is called only after leaving it:
+    /// a write or close can re-enter this session (a failed write closes the channel, whose
+    /// `channelInactive` detaches the session and reads its state).
     /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
     @discardableResult
     func enqueue(_ buffer: ByteBuffer, messageID: Int64) -> Bool {
-        var owed = false
-        state.withValue { s in
-            if s.closing { return }
+        enum Action { case nothing, write(owed: Bool), overflow }
+        let action = state.withValue { s -> Action in
+            if s.closing { return .nothing }
             if s.replaying {
                 s.held.append((buffer, messageID))
                 s.heldBytes += buffer.readableBytes
-                if s.heldBytes > limits.maxOutboxBytes { overflow(&s) }
-                return
+                if s.heldBytes > limits.maxOutboxBytes {
+                    s.closing = true
+                    s.held = []
+                    return .overflow
+                }
+                return .nothing
             }
-            guard channel.isWritable else {
-                overflow(&s)
-                return
+            // Checked at the first write after a flush: what is still queued then is what the
+            // socket could not take. One batch may go past the bound; a reader that keeps up
+            // drains it at the flush.
+            if !s.needsFlush && !channel.isWritable {
+                s.closing = true
+                return .overflow
             }
-            channel.write(buffer, promise: nil)
             if messageID > s.lastDelivered { s.lastDelivered = messageID }
-            if !s.needsFlush {
-                s.needsFlush = true
-                owed = true
-            }
+            let owed = !s.needsFlush
+            s.needsFlush = true
+            return .write(owed: owed)
         }
-        return owed
+        switch action {
+        case .nothing:
+            return false
+        case .write(let owed):
+            channel.write(buffer, promise: nil)
+            return owed
+        case .overflow:
+            overflow()
+            return false
+        }
     }
 
     /// Flushes after a batch of ``enqueue(_:messageID:)`` calls. On the loop only.
     func flush() {
-        state.withValue { s in
-            if s.needsFlush {
-                s.needsFlush = false
-                channel.flush()
-            }
+        let needed = state.withValue { s in
+            defer { s.needsFlush = false }
+            return s.needsFlush
         }
+        if needed { channel.flush() }
     }
 
     /// Writes one frame and flushes, from any thread.
@@ -123,31 +140,31 @@ public final class Session: Sendable, CustomStringConvertible {
 
     /// Counts a send waiting for storage; pauses reading when too many are outstanding. On the loop only.
     func sendStarted() {
-        state.withValue { s in
+        let pause = state.withValue { s in
             s.inflight += 1
-            if s.inflight >= maxInflight && !s.readsPaused {
-                s.readsPaused = true
-                channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-            }
+            guard s.inflight >= maxInflight && !s.readsPaused else { return false }
+            s.readsPaused = true
+            return true
         }
+        if pause { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
     }
 
     /// A send was stored (or failed); resumes reading once the backlog halves. On the loop only.
     func sendFinished() {
-        state.withValue { s in
+        let resume = state.withValue { s in
             s.inflight -= 1
-            if s.readsPaused && s.inflight <= maxInflight / 2 {
-                s.readsPaused = false
-                channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-                channel.read()
-            }
+            guard s.readsPaused && s.inflight <= maxInflight / 2 else { return false }
+            s.readsPaused = false
+            return true
+        }
+        if resume {
+            channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            channel.read()
         }
     }
 
     /// The client cannot keep up: tell it why, then disconnect it.
-    private func overflow(_ s: inout DeliveryState) {
-        s.closing = true
-        s.held = []
+    private func overflow() {
         logger.notice("disconnecting slow consumer", metadata: ["limit": "\(limits.maxOutboxBytes)"])
         Connection.closeWithError(
             channel, ParleyError(.slowConsumer, "you were not reading fast enough: more than \(limits.maxOutboxBytes) bytes were queued for you"))
