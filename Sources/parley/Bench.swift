@@ -1,7 +1,315 @@
 import ArgumentParser
+import Dispatch
+import Foundation
+import NIOCore
+import NIOPosix
+import ParleyClient
+import ParleyWire
+import Synchronization
 
-/// `parley bench`: load generator (see docs/BENCHMARKS.md).
+/// `parley bench`: N clients in R groups, S senders posting M messages each; prints one line with
+/// deliveries per second, latency from send to receipt, and the server's resident memory.
+/// With `--idle N` it instead measures server memory per idle logged-in connection.
 struct Bench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Measure throughput and latency against a server.")
-    func run() async throws {}
+    static let configuration = CommandConfiguration(
+        abstract: "Measure throughput, latency and memory (see docs/BENCHMARKS.md).",
+        discussion: """
+            Without --port, starts its own server (this executable, `serve --port 0 --bcrypt-cost 4 --guests`)
+            on a temporary data directory and reads its memory from /proc. With --port, uses a running server
+            (pass --server-pid to report its memory).
+            """)
+
+    @Option(help: "Server address.") var host = "127.0.0.1"
+    @Option(help: "Port of a running server; without it the bench starts its own.") var port: Int?
+    @Option(name: .customLong("server-pid"), help: "Pid of a running server, to read its memory.") var serverPID: Int?
+    @Option(help: "Connected clients.") var clients = 1000
+    @Option(help: "Groups the clients are spread over.") var groups = 10
+    @Option(help: "Clients that send.") var senders = 100
+    @Option(help: "Messages each sender posts.") var messages = 100
+    @Option(help: "Total messages per second; 0 = as fast as possible.") var rate = 0
+    @Option(help: "Bytes of text per message (at least 24).") var size = 64
+    @Option(help: "Instead of sending: hold this many idle logged-in connections and report memory per connection.")
+    var idle: Int?
+    @Option(help: "Seconds to wait for all deliveries.") var timeout: Double = 120
+    @Option(help: "Event loop threads of the load generator.") var threads = 2
+    @Option(help: "Extra arguments for the server the bench starts, e.g. --server-args='--durability full'.")
+    var serverArgs: String = ""
+
+    func run() async throws {
+        raiseFileLimit()
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        var child: Process? = nil
+        var dataDir: String? = nil
+        let port: Int
+        var pid = serverPID
+        if let given = self.port {
+            port = given
+        } else {
+            let dir = NSTemporaryDirectory() + "parley-bench-" + UUID().uuidString
+            dataDir = dir
+            let (process, p) = try startServer(dataDir: dir)
+            child = process
+            port = p
+            pid = Int(process.processIdentifier)
+        }
+        defer {
+            if let child {
+                child.terminate()
+                child.waitUntilExit()
+            }
+            if let dataDir { try? FileManager.default.removeItem(atPath: dataDir) }
+        }
+        if let idle {
+            try await runIdle(count: idle, port: port, pid: pid, group: group)
+        } else {
+            try await runLoad(port: port, pid: pid, group: group)
+        }
+        try await group.shutdownGracefully()
+    }
+
+    // MARK: Load
+
+    func runLoad(port: Int, pid: Int?, group: MultiThreadedEventLoopGroup) async throws {
+        guard clients >= groups, groups >= 1, senders <= clients, size >= 24 else {
+            throw ValidationError("need clients >= groups >= 1, senders <= clients, size >= 24")
+        }
+        let run = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let start = DispatchTime.now().uptimeNanoseconds
+        let stats = (0..<clients).map { _ in ReceiverStats() }
+
+        // Connect and log in, 50 at a time.
+        var connected: [ParleyClient] = []
+        for batch in stride(from: 0, to: clients, by: 50) {
+            let made = try await withThrowingTaskGroup(of: (Int, ParleyClient).self) { tasks in
+                for i in batch..<min(batch + 50, clients) {
+                    tasks.addTask {
+                        let stat = stats[i]
+                        let client = try await ParleyClient.connect(host: host, port: port, timeout: 30, group: group) { payload in
+                            stat.receive(payload, start: start)
+                        }
+                        let name = "b\(run)-\(i)"
+                        try await client.register(name, password: "bench-password")
+                        try await client.login(name, password: "bench-password", timeout: 60)
+                        _ = try await client.next(timeout: 60) { $0.type == "replay_end" }
+                        return (i, client)
+                    }
+                }
+                var made: [(Int, ParleyClient)] = []
+                for try await pair in tasks { made.append(pair) }
+                return made.sorted { $0.0 < $1.0 }.map(\.1)
+            }
+            connected += made
+        }
+        // Groups: client g creates group g; everyone else joins group i % groups.
+        let groupName = { (g: Int) in "b\(run)-g\(g)" }
+        for g in 0..<groups { try await connected[g].request(.groupCreate(group: groupName(g), inviteOnly: false)) }
+        let everyone = connected
+        let groupCount = groups
+        for batch in stride(from: groups, to: clients, by: 100) {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                for i in batch..<min(batch + 100, clients) {
+                    let name = "b\(run)-g\(i % groupCount)"
+                    tasks.addTask { try await everyone[i].request(.groupJoin(group: name), timeout: 60) }
+                }
+                try await tasks.waitForAll()
+            }
+        }
+        let membersPerGroup = (0..<groups).map { g in (0..<clients).filter { $0 % groups == g }.count }
+        // Senders are spread evenly over the clients (and so over the groups).
+        let senderIndexes = (0..<senders).map { $0 * clients / senders }
+        let expected = senderIndexes.reduce(0) { $0 + membersPerGroup[$1 % groups] * messages }
+        for stat in stats { stat.reset() }
+        let padding = String(repeating: "x", count: max(0, size - 22))
+        let rssBefore = pid.flatMap(residentBytes)
+
+        let sendStart = DispatchTime.now().uptimeNanoseconds
+        if rate <= 0 {
+            for round in 0..<messages {
+                for s in senderIndexes {
+                    let now = DispatchTime.now().uptimeNanoseconds - start
+                    connected[s].send(.say(room: groupName(s % groups), text: "t=\(now);\(round);\(padding)"))
+                }
+            }
+        } else {
+            // Paced: one tick per millisecond sends whatever is due, round-robin over the senders.
+            let total = senders * messages
+            var sent = 0
+            while sent < total {
+                let elapsed = Double(DispatchTime.now().uptimeNanoseconds - sendStart) / 1e9
+                let due = min(total, Int(elapsed * Double(rate)) + 1)
+                while sent < due {
+                    let s = senderIndexes[sent % senders]
+                    let now = DispatchTime.now().uptimeNanoseconds - start
+                    connected[s].send(.say(room: groupName(s % groups), text: "t=\(now);\(sent);\(padding)"))
+                    sent += 1
+                }
+                try await Task.sleep(for: .microseconds(500))
+            }
+        }
+        // Wait for every delivery (or the timeout).
+        let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(timeout * 1e9)
+        var delivered = 0
+        while DispatchTime.now().uptimeNanoseconds < deadline {
+            delivered = stats.reduce(0) { $0 + $1.count }
+            if delivered >= expected { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let lastReceipt = stats.map(\.lastReceipt).max() ?? 0
+        let elapsed = Double(lastReceipt + start - sendStart) / 1e9
+        var latencies = stats.flatMap(\.latencies)
+        latencies.sort()
+        func pct(_ p: Double) -> Double {
+            latencies.isEmpty ? 0 : Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1e6
+        }
+        let rss = pid.flatMap(residentBytes)
+        var line = "clients=\(clients) groups=\(groups) senders=\(senders) sent=\(senders * messages)"
+        line += " expected=\(expected) delivered=\(delivered) lost=\(expected - delivered)"
+        line += " seconds=\(String(format: "%.3f", elapsed))"
+        line += " deliveries_per_s=\(Int(Double(delivered) / max(elapsed, 1e-9)))"
+        if rate > 0 { line += " rate=\(rate)/s" }
+        line += String(format: " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f", pct(0.5), pct(0.99), latencies.isEmpty ? 0 : Double(latencies.last!) / 1e6)
+        if let rssBefore, let rss {
+            line += " server_rss_mib=\(String(format: "%.1f", Double(rss) / 1_048_576)) (before sending \(String(format: "%.1f", Double(rssBefore) / 1_048_576)))"
+        } else {
+            line += " server_rss=unknown"
+        }
+        Console.line(line)
+        for client in connected { try? await client.channel.close() }
+        if delivered < expected { throw ExitCode(2) }
+    }
+
+    // MARK: Idle connections
+
+    func runIdle(count: Int, port: Int, pid: Int?, group: MultiThreadedEventLoopGroup) async throws {
+        guard let pid else { throw ValidationError("--idle needs the server's memory: start no server, or pass --server-pid") }
+        // Warm up: a few connections first so one-off allocations are not counted per connection.
+        var held: [ParleyClient] = []
+        held += try await connectGuests(100, from: 0, port: port, group: group)
+        let before = residentBytes(pid) ?? 0
+        held += try await connectGuests(count, from: 100, port: port, group: group)
+        // Every session is attached once `who` answers with everyone.
+        let online = try await held.last!.request(.who, timeout: 60).users?.count ?? 0
+        let after = residentBytes(pid) ?? 0
+        let per = Double(Int(after) - Int(before)) / Double(count)
+        Console.line("idle_connections=\(count) online=\(online) server_rss_before_mib=\(String(format: "%.1f", Double(before) / 1_048_576)) server_rss_after_mib=\(String(format: "%.1f", Double(after) / 1_048_576)) bytes_per_connection=\(Int(per))")
+        for client in held { try? await client.channel.close() }
+    }
+
+    func connectGuests(_ count: Int, from offset: Int, port: Int, group: MultiThreadedEventLoopGroup) async throws -> [ParleyClient] {
+        var all: [ParleyClient] = []
+        for batch in stride(from: 0, to: count, by: 200) {
+            all += try await withThrowingTaskGroup(of: ParleyClient.self) { tasks in
+                for i in batch..<min(batch + 200, count) {
+                    tasks.addTask {
+                        let client = try await ParleyClient.connect(host: host, port: port, timeout: 30, group: group)
+                        try await client.guest("idle\(offset + i)")
+                        _ = try await client.next(timeout: 60) { $0.type == "replay_end" }
+                        client.clearEvents()
+                        return client
+                    }
+                }
+                var made: [ParleyClient] = []
+                for try await c in tasks { made.append(c) }
+                return made
+            }
+        }
+        return all
+    }
+
+    // MARK: Server process
+
+    func startServer(dataDir: String) throws -> (Process, Int) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.arguments = ["serve", "--port", "0", "--data-dir", dataDir, "--bcrypt-cost", "4", "--guests", "--log-level", "warning"]
+            + serverArgs.split(separator: " ").map(String.init)
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        var text = ""
+        let handle = out.fileHandleForReading
+        while !text.contains("\n") {
+            let data = handle.availableData
+            if data.isEmpty { throw ValidationError("the server exited before listening") }
+            text += String(decoding: data, as: UTF8.self)
+        }
+        guard let range = text.range(of: #"listening on [^ ]+:(\d+)"#, options: .regularExpression),
+            let port = Int(text[range].split(separator: ":").last ?? "")
+        else { throw ValidationError("could not read the server's port from: \(text)") }
+        return (process, port)
+    }
+}
+
+/// What one bench client received: a count and a latency per chat message, parsed from the raw
+/// frame without decoding JSON. Thread safety: a `Mutex`; written from the client's event loop.
+final class ReceiverStats: Sendable {
+    private struct State {
+        var count = 0
+        var latencies: [UInt64] = []
+        var last: UInt64 = 0
+    }
+    private let state = Mutex(State())
+    private static let marker = Array(#""t="#.utf8)
+
+    /// Counts `payload` if it is a bench message; returns whether it was one.
+    func receive(_ payload: ByteBuffer, start: UInt64) -> Bool {
+        guard let sentAt = Self.sendTime(in: payload) else { return false }
+        let now = DispatchTime.now().uptimeNanoseconds - start
+        state.withLock { s in
+            s.count += 1
+            s.latencies.append(now &- sentAt)
+            s.last = max(s.last, now)
+        }
+        return true
+    }
+
+    static func sendTime(in payload: ByteBuffer) -> UInt64? {
+        payload.withUnsafeReadableBytes { raw -> UInt64? in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            let n = bytes.count
+            var i = 0
+            while i + 3 < n {
+                if bytes[i] == 0x22 && bytes[i + 1] == 0x74 && bytes[i + 2] == 0x3D {  // "t=
+                    var j = i + 3
+                    var value: UInt64 = 0
+                    while j < n, bytes[j] >= 0x30, bytes[j] <= 0x39 {
+                        value = value * 10 + UInt64(bytes[j] - 0x30)
+                        j += 1
+                    }
+                    return j > i + 3 ? value : nil
+                }
+                i += 1
+            }
+            return nil
+        }
+    }
+
+    var count: Int { state.withLock { $0.count } }
+    var latencies: [UInt64] { state.withLock { $0.latencies } }
+    var lastReceipt: UInt64 { state.withLock { $0.last } }
+    func reset() { state.withLock { $0 = State() } }
+}
+
+/// The resident memory of a process, from /proc.
+func residentBytes(_ pid: Int) -> UInt64? {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+        let kb = line.split(separator: " ").dropFirst().first.flatMap { UInt64($0) }
+        return kb.map { $0 * 1024 }
+    }
+    return nil
+}
+
+/// Lifts the open-file limit to its hard maximum (thousands of sockets).
+func raiseFileLimit() {
+    var limit = rlimit()
+    #if os(Linux)
+    let resource = Int32(RLIMIT_NOFILE.rawValue)
+    #else
+    let resource = RLIMIT_NOFILE
+    #endif
+    if getrlimit(resource, &limit) == 0 {
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
+    }
 }

@@ -75,6 +75,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try configuration()
+        raiseFileLimit()
         let env = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: logLevel ?? env["PARLEY_LOG_LEVEL"] ?? "info") ?? .info
         LoggingSystem.bootstrap { label in
