@@ -27,6 +27,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Clients that send.") var senders = 100
     @Option(help: "Messages each sender posts.") var messages = 100
     @Option(help: "Total messages per second; 0 = as fast as possible.") var rate = 0
+    @Option(help: "At full speed: messages each sender keeps unacknowledged (0 = send all at once).") var window = 1
     @Option(help: "Bytes of text per message (at least 24).") var size = 64
     @Option(help: "Instead of sending: hold this many idle logged-in connections and report memory per connection.")
     var idle: Int?
@@ -123,7 +124,20 @@ struct Bench: AsyncParsableCommand {
         let rssBefore = pid.flatMap(residentBytes)
 
         let sendStart = DispatchTime.now().uptimeNanoseconds
-        if rate <= 0 {
+        if rate <= 0 && window > 0 {
+            // Closed loop: each sender keeps `window` messages in flight and sends the next one
+            // when an acknowledgement arrives (on the client's event loop).
+            for s in senderIndexes {
+                let client = connected[s]
+                let room = groupName(s % groups)
+                let send: @Sendable () -> Void = {
+                    let now = DispatchTime.now().uptimeNanoseconds - start
+                    client.send(.say(room: room, text: "t=\(now);\(padding)"), id: .int(1))
+                }
+                stats[s].startSending(total: messages, send: send)
+                for _ in 0..<min(window, messages) { stats[s].sendNext() }
+            }
+        } else if rate <= 0 {
             for round in 0..<messages {
                 for s in senderIndexes {
                     let now = DispatchTime.now().uptimeNanoseconds - start
@@ -166,7 +180,7 @@ struct Bench: AsyncParsableCommand {
         line += " expected=\(expected) delivered=\(delivered) lost=\(expected - delivered)"
         line += " seconds=\(String(format: "%.3f", elapsed))"
         line += " deliveries_per_s=\(Int(Double(delivered) / max(elapsed, 1e-9)))"
-        if rate > 0 { line += " rate=\(rate)/s" }
+        line += rate > 0 ? " rate=\(rate)/s" : (window > 0 ? " window=\(window)" : " window=all")
         line += String(format: " p50_ms=%.3f p99_ms=%.3f max_ms=%.3f", pct(0.5), pct(0.99), latencies.isEmpty ? 0 : Double(latencies.last!) / 1e6)
         if let rssBefore, let rss {
             line += " server_rss_mib=\(String(format: "%.1f", Double(rss) / 1_048_576)) (before sending \(String(format: "%.1f", Double(rssBefore) / 1_048_576)))"
@@ -196,12 +210,16 @@ struct Bench: AsyncParsableCommand {
     }
 
     func connectGuests(_ count: Int, from offset: Int, port: Int, group: MultiThreadedEventLoopGroup) async throws -> [ParleyClient] {
+        let presenceKey = Array(#""presence""#.utf8)
         var all: [ParleyClient] = []
         for batch in stride(from: 0, to: count, by: 200) {
             all += try await withThrowingTaskGroup(of: ParleyClient.self) { tasks in
                 for i in batch..<min(batch + 200, count) {
                     tasks.addTask {
-                        let client = try await ParleyClient.connect(host: host, port: port, timeout: 30, group: group)
+                        // Presence events (everyone sees everyone arrive) are dropped unread.
+                        let client = try await ParleyClient.connect(host: host, port: port, timeout: 30, group: group) { payload in
+                            payload.contains(presenceKey)
+                        }
                         try await client.guest("idle\(offset + i)")
                         _ = try await client.next(timeout: 60) { $0.type == "replay_end" }
                         client.clearEvents()
@@ -247,20 +265,47 @@ final class ReceiverStats: Sendable {
         var count = 0
         var latencies: [UInt64] = []
         var last: UInt64 = 0
+        var toSend = 0
+        var send: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
-    private static let marker = Array(#""t="#.utf8)
 
-    /// Counts `payload` if it is a bench message; returns whether it was one.
+    /// Counts `payload` if it is a bench message; returns whether it was one. An acknowledgement
+    /// (the sender's own copy, which carries the request `id`) lets a closed-loop sender send again.
     func receive(_ payload: ByteBuffer, start: UInt64) -> Bool {
         guard let sentAt = Self.sendTime(in: payload) else { return false }
         let now = DispatchTime.now().uptimeNanoseconds - start
-        state.withLock { s in
+        let isAck = payload.contains(Self.idKey)
+        let next: (@Sendable () -> Void)? = state.withLock { s in
             s.count += 1
             s.latencies.append(now &- sentAt)
             s.last = max(s.last, now)
+            guard isAck, s.toSend > 0 else { return nil }
+            s.toSend -= 1
+            return s.send
         }
+        next?()
         return true
+    }
+
+    private static let idKey = Array(#""id":"#.utf8)
+
+    /// Makes this client a closed-loop sender of `total` messages.
+    func startSending(total: Int, send: @escaping @Sendable () -> Void) {
+        state.withLock { s in
+            s.toSend = total
+            s.send = send
+        }
+    }
+
+    /// Sends one message now, if any are left.
+    func sendNext() {
+        let send: (@Sendable () -> Void)? = state.withLock { s in
+            guard s.toSend > 0 else { return nil }
+            s.toSend -= 1
+            return s.send
+        }
+        send?()
     }
 
     static func sendTime(in payload: ByteBuffer) -> UInt64? {
@@ -288,6 +333,7 @@ final class ReceiverStats: Sendable {
     var latencies: [UInt64] { state.withLock { $0.latencies } }
     var lastReceipt: UInt64 { state.withLock { $0.last } }
     func reset() { state.withLock { $0 = State() } }
+
 }
 
 /// The resident memory of a process, from /proc.
@@ -311,5 +357,28 @@ func raiseFileLimit() {
     if getrlimit(resource, &limit) == 0 {
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(resource, &limit)
+    }
+}
+
+extension ByteBuffer {
+    /// Whether the readable bytes contain `needle` (a plain scan over raw memory).
+    func contains(_ needle: [UInt8]) -> Bool {
+        withUnsafeReadableBytes { raw in
+            let n = raw.count, m = needle.count
+            guard m > 0, n >= m else { return m == 0 }
+            let first = needle[0]
+            var i = 0
+            outer: while i <= n - m {
+                if raw[i] == first {
+                    for k in 1..<m where raw[i + k] != needle[k] {
+                        i += 1
+                        continue outer
+                    }
+                    return true
+                }
+                i += 1
+            }
+            return false
+        }
     }
 }
