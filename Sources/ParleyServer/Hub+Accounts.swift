@@ -127,7 +127,7 @@ extension Hub {
                 session.logger.error("replay failed", metadata: ["error": "\(error)"])
             }
             for message in messages {
-                session.channel.write(ServerFrame.message(message, replay: true).frame(allocator: session.channel.allocator), promise: nil)
+                session.channel.write(ServerFrame.messageFrame(message, replay: true, allocator: session.channel.allocator), promise: nil)
             }
             var end = ServerFrame(type: "replay_end")
             end.count = messages.count

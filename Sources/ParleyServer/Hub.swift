@@ -120,7 +120,7 @@ public final class Hub: Sendable {
         var byLoop = Array(repeating: [Delivery](), count: max(loops.count, 1))
         for (item, sessions) in zip(batch, recipients) {
             let id = item.message.id
-            let shared = ServerFrame.message(item.message).frame(allocator: allocator)
+            let shared = ServerFrame.messageFrame(item.message, allocator: allocator)
             var ackSent = item.sender == nil
             for session in sessions {
                 if session === item.sender {
@@ -150,7 +150,7 @@ public final class Hub: Sendable {
     }
 
     private func ack(_ item: Committed) -> ByteBuffer {
-        ServerFrame.message(item.message, id: item.requestID).frame(allocator: allocator)
+        ServerFrame.messageFrame(item.message, id: item.requestID, allocator: allocator)
     }
 }
 

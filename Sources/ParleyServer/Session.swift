@@ -17,7 +17,9 @@ public final class Session: Sendable, CustomStringConvertible {
         var heldBytes = 0
         /// The highest message id written to this connection.
         var lastDelivered: Int64
-        var needsFlush = false
+        /// Frames queued since the last flush, copied into one buffer: one write and one
+        /// `writev` entry per session per batch instead of one per frame.
+        var outbox: ByteBuffer?
         var closing = false
         /// Sends awaiting storage; reading pauses above the limit.
         var inflight = 0
@@ -60,7 +62,7 @@ public final class Session: Sendable, CustomStringConvertible {
     /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
     @discardableResult
     func enqueue(_ buffer: ByteBuffer, messageID: Int64) -> Bool {
-        enum Action { case nothing, write(owed: Bool), overflow }
+        enum Action { case nothing, queued(owed: Bool), overflow }
         let action = state.withValue { s -> Action in
             if s.closing { return .nothing }
             if s.replaying {
@@ -73,37 +75,38 @@ public final class Session: Sendable, CustomStringConvertible {
                 }
                 return .nothing
             }
-            // Checked at the first write after a flush: what is still queued then is what the
-            // socket could not take. One batch may go past the bound; a reader that keeps up
-            // drains it at the flush.
-            if !s.needsFlush && !channel.isWritable {
+            if messageID > s.lastDelivered { s.lastDelivered = messageID }
+            if s.outbox != nil {
+                s.outbox!.writeImmutableBuffer(buffer)
+                return .queued(owed: false)
+            }
+            // The first frame since the last flush: what the socket could not take then is
+            // still queued now. Over the bound means this client is not keeping up.
+            guard channel.isWritable else {
                 s.closing = true
                 return .overflow
             }
-            if messageID > s.lastDelivered { s.lastDelivered = messageID }
-            let owed = !s.needsFlush
-            s.needsFlush = true
-            return .write(owed: owed)
+            var outbox = channel.allocator.buffer(capacity: max(buffer.readableBytes * 4, 1024))
+            outbox.writeImmutableBuffer(buffer)
+            s.outbox = outbox
+            return .queued(owed: true)
         }
         switch action {
-        case .nothing:
-            return false
-        case .write(let owed):
-            channel.write(buffer, promise: nil)
-            return owed
+        case .nothing: return false
+        case .queued(let owed): return owed
         case .overflow:
             overflow()
             return false
         }
     }
 
-    /// Flushes after a batch of ``enqueue(_:messageID:)`` calls. On the loop only.
+    /// Writes and flushes what ``enqueue(_:messageID:)`` queued. On the loop only.
     func flush() {
-        let needed = state.withValue { s in
-            defer { s.needsFlush = false }
-            return s.needsFlush
+        let outbox = state.withValue { s in
+            defer { s.outbox = nil }
+            return s.outbox
         }
-        if needed { channel.flush() }
+        if let outbox { channel.writeAndFlush(outbox, promise: nil) }
     }
 
     /// Writes one frame and flushes, from any thread.

@@ -66,3 +66,21 @@ struct RequestParserTests {
 }
 
 import Foundation
+
+@Suite("Server frames")
+struct ServerFrameTests {
+    @Test("the hand-written message frame decodes to the same object as the Codable one", arguments: [
+        (Room.general, "general", "plain text", nil as RequestID?, false),
+        (Room.group(id: 3), "Devs", "quotes \" backslash \\ newline \n tab \t bell \u{07} snow ☃", RequestID.int(42), false),
+        (Room.direct("alice", "bob"), "bob", "é", RequestID.string("r\"1"), true),
+    ])
+    func fastEncoding(room: Room, name: String, text: String, id: RequestID?, replay: Bool) throws {
+        let stored = StoredMessage(id: 99, time: Timestamp(milliseconds: 1_795_304_096_789), sender: "Alice", room: room, roomName: name, text: text)
+        var fast = ServerFrame.messageFrame(stored, id: id, replay: replay, allocator: ByteBufferAllocator())
+        var slow = ServerFrame.message(stored, id: id, replay: replay).frame(allocator: ByteBufferAllocator())
+        let fastPayload = try #require(try FrameDecoder.next(from: &fast, maxFrameSize: 1 << 20))
+        let slowPayload = try #require(try FrameDecoder.next(from: &slow, maxFrameSize: 1 << 20))
+        #expect(try ServerFrame.decode(fastPayload) == ServerFrame.decode(slowPayload))
+        #expect(try ServerFrame.decode(fastPayload).text == text)
+    }
+}
