@@ -13,7 +13,7 @@ final class Connection: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     let hub: Hub
-    var logger: Logger
+    private let baseLogger: Logger
     private var address = "?"
     private var session: Session?
     private var loginPending = false
@@ -24,7 +24,15 @@ final class Connection: ChannelInboundHandler {
 
     init(hub: Hub, logger: Logger) {
         self.hub = hub
-        self.logger = logger
+        self.baseLogger = logger
+    }
+
+    /// A logger with `peer` (and, once logged in, `user`) metadata, built only when something is logged.
+    private var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "peer"] = "\(channel?.remoteAddress.map { "\($0)" } ?? "?")"
+        if let session { logger[metadataKey: "user"] = "\(session.identity.name)" }
+        return logger
     }
 
     // MARK: Channel events
@@ -32,7 +40,6 @@ final class Connection: ChannelInboundHandler {
     func channelActive(context: ChannelHandlerContext) {
         channel = context.channel
         address = context.channel.remoteAddress?.ipAddress ?? "?"
-        logger[metadataKey: "peer"] = "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"
         let configuration = hub.configuration
         var hello = ServerFrame(type: "hello")
         hello.server = configuration.serverName
@@ -194,7 +201,6 @@ final class Connection: ChannelInboundHandler {
             return
         }
         self.session = session
-        logger[metadataKey: "user"] = "\(session.identity.name)"
         loginTimer?.cancel()
         var welcome = ServerFrame(type: "welcome", id: id)
         welcome.result = "LOGIN_SUCCESS"

@@ -102,13 +102,7 @@ extension Hub {
         }
         let session = attached.session
         session.logger.info("logged in", metadata: ["guest": "\(session.identity.guest)"])
-        if attached.first {
-            var frame = ServerFrame(type: "presence")
-            frame.username = session.identity.name
-            frame.online = true
-            let others = state.withLock { $0.everyone }
-            notify(frame, sessions: others.filter { $0.identity.key != session.identity.key })
-        }
+        if attached.first { broadcastPresence(of: session.identity, online: true) }
         return attached
     }
 
@@ -155,12 +149,7 @@ extension Hub {
             store.commits.enqueue(.readPosition(user: key, messageID: lastDelivered))
         }
         session.logger.info("session ended")
-        if last {
-            var frame = ServerFrame(type: "presence")
-            frame.username = session.identity.name
-            frame.online = false
-            notify(frame, sessions: state.withLock { $0.everyone })
-        }
+        if last { broadcastPresence(of: session.identity, online: false) }
     }
 
     /// The names of everyone online, sorted case-insensitively.

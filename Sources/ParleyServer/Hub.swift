@@ -27,6 +27,10 @@ public final class Hub: Sendable {
     let committed = Mutex<[Committed]>([])
     let allocator = ByteBufferAllocator()
     let nextSessionID = Atomic<Int>(1)
+    /// Presence changes waiting to go out together (see ``broadcastPresence(of:online:)``).
+    let presence = Mutex<(pending: [(buffer: ByteBuffer, user: String)], scheduled: Bool)>(([], false))
+    /// How long presence changes are gathered before they are sent.
+    static let presenceWindow = TimeAmount.milliseconds(20)
     /// A bcrypt hash to verify against when the account does not exist, so a missing account
     /// takes as long to refuse as a wrong password.
     let dummyHash: String
@@ -102,6 +106,40 @@ public final class Hub: Sendable {
         guard !sessions.isEmpty else { return }
         let buffer = frame.frame(allocator: allocator)
         dispatch(sessions.compactMap { $0 === except ? nil : Delivery(session: $0, buffer: buffer, messageID: 0) })
+    }
+
+    /// Tells everyone (except the user's own sessions) that `identity` came online or went
+    /// offline. Changes are gathered for ``presenceWindow`` and sent together, so a crowd
+    /// logging in costs one write per session per window instead of one per login.
+    func broadcastPresence(of identity: Identity, online: Bool) {
+        var frame = ServerFrame(type: "presence")
+        frame.username = identity.name
+        frame.online = online
+        let buffer = frame.frame(allocator: allocator)
+        let schedule = presence.withLock { p in
+            p.pending.append((buffer, identity.key))
+            defer { p.scheduled = true }
+            return !p.scheduled
+        }
+        if schedule, let loop = loops.first {
+            loop.scheduleTask(in: Self.presenceWindow) { self.flushPresence() }
+        }
+    }
+
+    func flushPresence() {
+        let pending = presence.withLock { p in
+            defer { p.pending = []; p.scheduled = false }
+            return p.pending
+        }
+        let everyone = state.withLock { $0.everyone }
+        var deliveries: [Delivery] = []
+        deliveries.reserveCapacity(everyone.count * pending.count)
+        for session in everyone {
+            for change in pending where change.user != session.identity.key {
+                deliveries.append(Delivery(session: session, buffer: change.buffer, messageID: 0))
+            }
+        }
+        dispatch(deliveries)
     }
 
     /// Runs on the commit queue's thread after each batch: works out the recipients of every

@@ -59,6 +59,10 @@ public final class ParleyServer: Service, Sendable {
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            // Each channel keeps up to maxMessagesPerRead receive buffers for reuse: one small
+            // buffer that grows only for busy clients keeps idle connections cheap.
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 1)
+            .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
             .childChannelOption(
                 ChannelOptions.writeBufferWaterMark,
                 value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
@@ -75,8 +79,19 @@ public final class ParleyServer: Service, Sendable {
         let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
         listener.withLock { $0 = channel }
         let port = channel.localAddress?.port ?? configuration.port
+        startMemoryTrim()
         logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "protocol": "native"])
         return port
+    }
+
+    /// Every 10 s, hands memory freed after bursts (a crowd logging in, a flood of messages) back
+    /// to the operating system; glibc's allocator otherwise keeps it for the life of the process.
+    private func startMemoryTrim() {
+        #if os(Linux)
+        group.next().scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { _ in
+            _ = parley_malloc_trim(0)
+        }
+        #endif
     }
 
     private func track(_ channel: any Channel) {
@@ -128,3 +143,9 @@ public final class ParleyServer: Service, Sendable {
     /// Number of open connections (logged in or not).
     public var connectionCount: Int { connections.withLock { $0.count } }
 }
+
+#if os(Linux)
+/// glibc's `malloc_trim`, which the Glibc module does not export.
+@_silgen_name("malloc_trim")
+private func parley_malloc_trim(_ pad: Int) -> Int32
+#endif

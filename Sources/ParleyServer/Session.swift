@@ -35,7 +35,9 @@ public final class Session: Sendable, CustomStringConvertible {
     let state: NIOLoopBoundBox<DeliveryState>
     let limits: Limits
     let maxInflight: Int
-    let logger: Logger
+    /// The server's logger; ``logger`` adds this session's metadata when something is logged,
+    /// so an idle session holds no metadata of its own.
+    let baseLogger: Logger
 
     init(id: Int, identity: Identity, channel: any Channel, loopIndex: Int, watermark: Int64, limits: Limits, maxInflight: Int, logger: Logger) {
         self.id = id
@@ -46,10 +48,15 @@ public final class Session: Sendable, CustomStringConvertible {
         self.state = NIOLoopBoundBox(DeliveryState(lastDelivered: watermark), eventLoop: channel.eventLoop)
         self.limits = limits
         self.maxInflight = maxInflight
-        var logger = logger
+        self.baseLogger = logger
+    }
+
+    /// A logger with `user` and `session` metadata.
+    var logger: Logger {
+        var logger = baseLogger
         logger[metadataKey: "user"] = "\(identity.name)"
         logger[metadataKey: "session"] = "\(id)"
-        self.logger = logger
+        return logger
     }
 
     public var description: String { "session \(id) of \(identity.name)" }

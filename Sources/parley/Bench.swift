@@ -199,10 +199,13 @@ struct Bench: AsyncParsableCommand {
         // Warm up: a few connections first so one-off allocations are not counted per connection.
         var held: [ParleyClient] = []
         held += try await connectGuests(100, from: 0, port: port, group: group)
+        // The server returns memory freed after bursts every 10 s; measure after that.
+        try await Task.sleep(for: .seconds(11))
         let before = residentBytes(pid) ?? 0
         held += try await connectGuests(count, from: 100, port: port, group: group)
         // Every session is attached once `who` answers with everyone.
-        let online = try await held.last!.request(.who, timeout: 60).users?.count ?? 0
+        let online = try await held.last!.request(.who, timeout: 300).users?.count ?? 0
+        try await Task.sleep(for: .seconds(11))
         let after = residentBytes(pid) ?? 0
         let per = Double(Int(after) - Int(before)) / Double(count)
         Console.line("idle_connections=\(count) online=\(online) server_rss_before_mib=\(String(format: "%.1f", Double(before) / 1_048_576)) server_rss_after_mib=\(String(format: "%.1f", Double(after) / 1_048_576)) bytes_per_connection=\(Int(per))")
