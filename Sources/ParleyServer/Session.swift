@@ -69,7 +69,7 @@ public final class Session: Sendable, CustomStringConvertible {
     /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
     @discardableResult
     func enqueue(_ buffer: ByteBuffer, messageID: Int64) -> Bool {
-        enum Action { case nothing, queued(owed: Bool), overflow }
+        enum Action { case nothing, queued(owed: Bool), writeFull(ByteBuffer), overflow }
         let action = state.withValue { s -> Action in
             if s.closing { return .nothing }
             if s.replaying {
@@ -84,8 +84,15 @@ public final class Session: Sendable, CustomStringConvertible {
             }
             if messageID > s.lastDelivered { s.lastDelivered = messageID }
             if s.outbox != nil {
-                s.outbox!.writeImmutableBuffer(buffer)
-                return .queued(owed: false)
+                if s.outbox!.readableBytes + buffer.readableBytes <= Self.chunkSize {
+                    s.outbox!.writeImmutableBuffer(buffer)
+                    return .queued(owed: false)
+                }
+                // Keep chunks small enough to stay on malloc's heap (big ones are mmapped,
+                // which costs page faults on every batch): hand this chunk to the channel.
+                let full = s.outbox!
+                s.outbox = Self.chunk(starting: buffer, allocator: channel.allocator)
+                return .writeFull(full)
             }
             // The first frame since the last flush: what the socket could not take then is
             // still queued now. Over the bound means this client is not keeping up.
@@ -93,18 +100,28 @@ public final class Session: Sendable, CustomStringConvertible {
                 s.closing = true
                 return .overflow
             }
-            var outbox = channel.allocator.buffer(capacity: max(buffer.readableBytes * 4, 1024))
-            outbox.writeImmutableBuffer(buffer)
-            s.outbox = outbox
+            s.outbox = Self.chunk(starting: buffer, allocator: channel.allocator)
             return .queued(owed: true)
         }
         switch action {
         case .nothing: return false
         case .queued(let owed): return owed
+        case .writeFull(let full):
+            channel.write(full, promise: nil)
+            return false
         case .overflow:
             overflow()
             return false
         }
+    }
+
+    /// Largest coalesced write.
+    static let chunkSize = 32 * 1024
+
+    static func chunk(starting buffer: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var chunk = allocator.buffer(capacity: max(min(buffer.readableBytes * 8, chunkSize), buffer.readableBytes))
+        chunk.writeImmutableBuffer(buffer)
+        return chunk
     }
 
     /// Writes and flushes what ``enqueue(_:messageID:)`` queued. On the loop only.

@@ -122,7 +122,9 @@ struct Bench: AsyncParsableCommand {
         for stat in stats { stat.reset() }
         let padding = String(repeating: "x", count: max(0, size - 22))
         let rssBefore = pid.flatMap(residentBytes)
+        let cpuBefore = pid.flatMap(cpuSeconds)
 
+        FileHandle.standardError.write(Data("bench: \(clients) clients logged in and in \(groups) groups; sending\n".utf8))
         let sendStart = DispatchTime.now().uptimeNanoseconds
         if rate <= 0 && window > 0 {
             // Closed loop: each sender keeps `window` messages in flight and sends the next one
@@ -176,6 +178,7 @@ struct Bench: AsyncParsableCommand {
             latencies.isEmpty ? 0 : Double(latencies[min(latencies.count - 1, Int(Double(latencies.count) * p))]) / 1e6
         }
         let rss = pid.flatMap(residentBytes)
+        let cpuAfter = pid.flatMap(cpuSeconds)
         var line = "clients=\(clients) groups=\(groups) senders=\(senders) sent=\(senders * messages)"
         line += " expected=\(expected) delivered=\(delivered) lost=\(expected - delivered)"
         line += " seconds=\(String(format: "%.3f", elapsed))"
@@ -186,6 +189,9 @@ struct Bench: AsyncParsableCommand {
             line += " server_rss_mib=\(String(format: "%.1f", Double(rss) / 1_048_576)) (before sending \(String(format: "%.1f", Double(rssBefore) / 1_048_576)))"
         } else {
             line += " server_rss=unknown"
+        }
+        if let cpuBefore, let cpuAfter, delivered > 0 {
+            line += String(format: " server_cpu_s=%.2f server_cpu_us_per_delivery=%.3f", cpuAfter - cpuBefore, (cpuAfter - cpuBefore) * 1e6 / Double(delivered))
         }
         Console.line(line)
         for client in connected { try? await client.channel.close() }
@@ -347,6 +353,17 @@ func residentBytes(_ pid: Int) -> UInt64? {
         return kb.map { $0 * 1024 }
     }
     return nil
+}
+
+/// User plus system CPU time a process has used, in seconds, from /proc.
+func cpuSeconds(_ pid: Int) -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let close = stat.lastIndex(of: ")")
+    else { return nil }
+    // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.
+    let fields = stat[stat.index(after: close)...].split(separator: " ")
+    guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// Lifts the open-file limit to its hard maximum (thousands of sockets).
