@@ -80,10 +80,8 @@ public final class Hub: Sendable {
         guard !deliveries.isEmpty else { return }
         var byLoop = Array(repeating: [Delivery](), count: max(loops.count, 1))
         for d in deliveries { byLoop[d.session.loopIndex].append(d) }
-        for (index, items) in byLoop.enumerated() where !items.isEmpty {
-            let loop = items[0].session.loop
-            _ = index
-            loop.execute { Self.write(items) }
+        for items in byLoop where !items.isEmpty {
+            items[0].session.loop.execute { Self.write(items) }
         }
     }
 
@@ -172,18 +170,15 @@ public final class Hub: Sendable {
                 byLoop[sender.loopIndex].append(Delivery(session: sender, buffer: ack(item), messageID: 0))
             }
         }
-        for items in byLoop where !items.isEmpty {
-            let loop = items[0].session.loop
-            let senders = batch.compactMap(\.sender)
+        // Each sender's backlog is counted down on its own loop, in the same hop as the writes.
+        var finished = Array(repeating: [Session](), count: byLoop.count)
+        for sender in batch.compactMap(\.sender) { finished[sender.loopIndex].append(sender) }
+        for (items, senders) in zip(byLoop, finished) where !items.isEmpty || !senders.isEmpty {
+            let loop = (items.first?.session ?? senders[0]).loop
             loop.execute {
                 Self.write(items)
-                for sender in senders where sender.loop === loop { sender.sendFinished() }
+                for sender in senders { sender.sendFinished() }
             }
-        }
-        // Senders on loops that received no delivery still need their backlog counted down.
-        let covered = Set(byLoop.indices.filter { !byLoop[$0].isEmpty })
-        for sender in batch.compactMap(\.sender) where !covered.contains(sender.loopIndex) {
-            sender.loop.execute { sender.sendFinished() }
         }
     }
 

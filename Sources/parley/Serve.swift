@@ -36,40 +36,43 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error [PARLEY_LOG_LEVEL]. (default: info)")
     var logLevel: String?
 
-    func configuration(environment env: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
-        var c = ServerConfiguration()
-        func int(_ key: String) throws -> Int? {
-            guard let raw = env[key] else { return nil }
-            guard let value = Int(raw) else { throw ValidationError("\(key) must be a whole number, not '\(raw)'") }
-            return value
+    @Option(help: "A settings file of PARLEY_*=value lines (see docs/parley.env.example); the environment and flags win over it.")
+    var config: String?
+
+    /// Defaults, then the settings file, then the environment, then the flags.
+    func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
+        var env: [String: String] = [:]
+        if let config {
+            let text: String
+            do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
+                throw ValidationError("cannot read the settings file \(config): \(error.localizedDescription)")
+            }
+            env = try ServerConfiguration.parseEnvironmentFile(text)
         }
-        func double(_ key: String) throws -> Double? {
-            guard let raw = env[key] else { return nil }
-            guard let value = Double(raw) else { throw ValidationError("\(key) must be a number, not '\(raw)'") }
-            return value
+        env.merge(environment) { _, fromEnvironment in fromEnvironment }
+        var c = try ServerConfiguration(environment: env)
+        if let host { c.host = host }
+        if let port { c.port = port }
+        if let dataDirectory { c.dataDirectory = dataDirectory }
+        if let name { c.serverName = name }
+        if let maxFrame { c.limits.maxFrameSize = maxFrame }
+        if let maxText { c.limits.maxMessageLength = maxText }
+        if let replayLimit { c.limits.replayLimit = replayLimit }
+        if let maxOutbox { c.limits.maxOutboxBytes = maxOutbox }
+        if let guests { c.guests = guests }
+        if let registration { c.registration = registration }
+        if let bcryptCost {
+            guard (4...31).contains(bcryptCost) else { throw ValidationError("the bcrypt cost must be 4-31") }
+            c.bcryptCost = UInt8(bcryptCost)
         }
-        func bool(_ key: String) -> Bool? { env[key].map { ["1", "true", "yes", "on"].contains($0.lowercased()) } }
-        c.host = host ?? env["PARLEY_HOST"] ?? c.host
-        c.port = try port ?? int("PARLEY_PORT") ?? c.port
-        c.dataDirectory = dataDirectory ?? env["PARLEY_DATA_DIR"] ?? c.dataDirectory
-        c.serverName = name ?? env["PARLEY_NAME"] ?? c.serverName
-        c.limits.maxFrameSize = try maxFrame ?? int("PARLEY_MAX_FRAME") ?? c.limits.maxFrameSize
-        c.limits.maxMessageLength = try maxText ?? int("PARLEY_MAX_TEXT") ?? c.limits.maxMessageLength
-        c.limits.replayLimit = try replayLimit ?? int("PARLEY_REPLAY_LIMIT") ?? c.limits.replayLimit
-        c.limits.maxOutboxBytes = try maxOutbox ?? int("PARLEY_MAX_OUTBOX") ?? c.limits.maxOutboxBytes
-        c.guests = guests ?? bool("PARLEY_GUESTS") ?? c.guests
-        c.registration = registration ?? bool("PARLEY_REGISTRATION") ?? c.registration
-        let cost = try bcryptCost ?? int("PARLEY_BCRYPT_COST") ?? Int(c.bcryptCost)
-        guard (4...31).contains(cost) else { throw ValidationError("the bcrypt cost must be 4-31") }
-        c.bcryptCost = UInt8(cost)
-        let durabilityName = durability ?? env["PARLEY_DURABILITY"] ?? c.durability.rawValue
-        guard let d = Durability(rawValue: durabilityName) else { throw ValidationError("durability is 'normal' or 'full'") }
-        c.durability = d
-        c.loginTimeout = try loginTimeout ?? double("PARLEY_LOGIN_TIMEOUT") ?? c.loginTimeout
-        c.idleTimeout = try idleTimeout ?? double("PARLEY_IDLE_TIMEOUT") ?? c.idleTimeout
-        c.threads = try threads ?? int("PARLEY_THREADS") ?? c.threads
-        guard c.limits.maxFrameSize >= 1024 else { throw ValidationError("the maximum frame size must be at least 1024 bytes") }
-        guard (0...65535).contains(c.port) else { throw ValidationError("the port must be 0-65535") }
+        if let durability {
+            guard let d = Durability(rawValue: durability) else { throw ValidationError("durability is 'normal' or 'full'") }
+            c.durability = d
+        }
+        if let loginTimeout { c.loginTimeout = loginTimeout }
+        if let idleTimeout { c.idleTimeout = idleTimeout }
+        if let threads { c.threads = threads }
+        try c.validate()
         return c
     }
 

@@ -1,0 +1,88 @@
+import ParleyStore
+
+extension ServerConfiguration {
+    /// A setting that could not be read.
+    public struct InvalidSetting: Error, CustomStringConvertible, Sendable {
+        public var description: String
+    }
+
+    /// Every variable ``init(environment:)`` reads.
+    public static let environmentKeys = [
+        "PARLEY_HOST", "PARLEY_PORT", "PARLEY_DATA_DIR", "PARLEY_NAME", "PARLEY_MAX_FRAME", "PARLEY_MAX_TEXT",
+        "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
+        "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_THREADS",
+    ]
+
+    /// The defaults overridden by `PARLEY_*` variables (see README and `docs/parley.env.example`).
+    /// - Throws: ``InvalidSetting`` naming the variable whose value is not usable.
+    public init(environment env: [String: String]) throws {
+        self.init()
+        func int(_ key: String) throws -> Int? {
+            guard let raw = env[key] else { return nil }
+            guard let value = Int(raw) else { throw InvalidSetting(description: "\(key) must be a whole number, not '\(raw)'") }
+            return value
+        }
+        func double(_ key: String) throws -> Double? {
+            guard let raw = env[key] else { return nil }
+            guard let value = Double(raw) else { throw InvalidSetting(description: "\(key) must be a number, not '\(raw)'") }
+            return value
+        }
+        func bool(_ key: String) throws -> Bool? {
+            guard let raw = env[key]?.lowercased() else { return nil }
+            if ["1", "true", "yes", "on"].contains(raw) { return true }
+            if ["0", "false", "no", "off"].contains(raw) { return false }
+            throw InvalidSetting(description: "\(key) must be 1 or 0, not '\(raw)'")
+        }
+        host = env["PARLEY_HOST"] ?? host
+        port = try int("PARLEY_PORT") ?? port
+        dataDirectory = env["PARLEY_DATA_DIR"] ?? dataDirectory
+        serverName = env["PARLEY_NAME"] ?? serverName
+        limits.maxFrameSize = try int("PARLEY_MAX_FRAME") ?? limits.maxFrameSize
+        limits.maxMessageLength = try int("PARLEY_MAX_TEXT") ?? limits.maxMessageLength
+        limits.replayLimit = try int("PARLEY_REPLAY_LIMIT") ?? limits.replayLimit
+        limits.maxOutboxBytes = try int("PARLEY_MAX_OUTBOX") ?? limits.maxOutboxBytes
+        guests = try bool("PARLEY_GUESTS") ?? guests
+        registration = try bool("PARLEY_REGISTRATION") ?? registration
+        if let cost = try int("PARLEY_BCRYPT_COST") {
+            guard (4...31).contains(cost) else { throw InvalidSetting(description: "PARLEY_BCRYPT_COST must be 4-31") }
+            bcryptCost = UInt8(cost)
+        }
+        if let raw = env["PARLEY_DURABILITY"] {
+            guard let value = Durability(rawValue: raw) else { throw InvalidSetting(description: "PARLEY_DURABILITY is 'normal' or 'full'") }
+            durability = value
+        }
+        loginTimeout = try double("PARLEY_LOGIN_TIMEOUT") ?? loginTimeout
+        idleTimeout = try double("PARLEY_IDLE_TIMEOUT") ?? idleTimeout
+        threads = try int("PARLEY_THREADS") ?? threads
+    }
+
+    /// Checks ranges that every source of settings must respect.
+    public func validate() throws {
+        guard limits.maxFrameSize >= 1024 else { throw InvalidSetting(description: "the maximum frame size must be at least 1024 bytes") }
+        guard (0...65535).contains(port) else { throw InvalidSetting(description: "the port must be 0-65535") }
+        guard (4...31).contains(bcryptCost) else { throw InvalidSetting(description: "the bcrypt cost must be 4-31") }
+        guard limits.maxMessageLength >= 1, limits.replayLimit >= 0, limits.maxOutboxBytes >= 4096 else {
+            throw InvalidSetting(description: "text length, replay limit and outbox must be positive (outbox at least 4096)")
+        }
+    }
+
+    /// Reads `KEY=VALUE` lines (the systemd `EnvironmentFile` form): `#` starts a comment line,
+    /// blank lines are skipped, and a value may be wrapped in double quotes.
+    public static func parseEnvironmentFile(_ text: String) throws -> [String: String] {
+        var values: [String: String] = [:]
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            guard let equals = line.firstIndex(of: "=") else {
+                throw InvalidSetting(description: "line \(number + 1): expected KEY=VALUE")
+            }
+            let key = String(line[..<equals]).trimmingCharacters(in: .whitespaces)
+            var value = String(line[line.index(after: equals)...]).trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            values[key] = value
+        }
+        return values
+    }
+}
+
+import Foundation
