@@ -95,7 +95,7 @@ extension Hub {
                 limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger)
             s.online[who.key, default: []].append(session)
             s.everyone.append(session)
-            s.invalidateGroups()
+            s.invalidateSnapshots()
             let rooms = [Room.general] + s.directory.groups(of: who.key).map(\.room)
             let after = who.guest ? 0 : max(storedLastRead, s.lastRead[who.key] ?? 0)
             return Attached(session: session, rooms: rooms, after: after, through: s.lastDispatched, first: s.online[who.key]!.count == 1)
@@ -137,7 +137,7 @@ extension Hub {
         let last = state.withLock { s -> Bool in
             s.online[key]?.removeAll { $0 === session }
             s.everyone.removeAll { $0 === session }
-            s.invalidateGroups()
+            s.invalidateSnapshots()
             if !session.identity.guest { s.lastRead[key] = max(s.lastRead[key] ?? 0, lastDelivered) }
             if s.online[key]?.isEmpty ?? false {
                 s.online[key] = nil

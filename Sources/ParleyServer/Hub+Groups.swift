@@ -31,7 +31,7 @@ extension Hub {
                 case .groupDelete(let group): result = try s.directory.delete(group, by: me.key)
                 default: throw ParleyError(.badRequest, "not a group command")
                 }
-                s.invalidateGroups()
+                s.invalidateSnapshots()
                 return result
             }
         } catch {

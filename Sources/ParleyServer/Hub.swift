@@ -50,7 +50,7 @@ public final class Hub: Sendable {
         let (groups, nextID) = try store.loadGroups()
         let accounts = try store.accountNames()
         let last = store.commits.lastMessageID
-        self.state = Mutex(HubState(accounts: accounts, directory: GroupDirectory(groups: groups, nextID: nextID), lastDispatched: last))
+        self.state = Mutex(HubState(accounts: accounts, directory: GroupDirectory(groups: groups, nextID: nextID), lastDispatched: last, loopCount: loops.count))
         self.dummyHash = Bcrypt.hash("parley-dummy-password", cost: configuration.bcryptCost)
         store.commits.setAfterBatch { [weak self] in self?.dispatchCommitted() }
     }
@@ -148,43 +148,66 @@ public final class Hub: Sendable {
             return pending
         }
         guard !batch.isEmpty else { return }
-        let recipients: [[Session]] = state.withLock { s in
-            let lists = batch.map { s.sessions(in: $0.message.room) }
+        // Recipients come from snapshots already split by event loop, so this thread does
+        // work per message and loop, not per recipient; the loops do the per-recipient writes.
+        let recipients: [[[Session]]] = state.withLock { s in
+            let lists = batch.map { s.sessionsByLoop(in: $0.message.room) }
             s.lastDispatched = max(s.lastDispatched, batch.last!.message.id)
             return lists
         }
-        var byLoop = Array(repeating: [Delivery](), count: max(loops.count, 1))
-        for (item, sessions) in zip(batch, recipients) {
-            let id = item.message.id
+        let loopCount = max(loops.count, 1)
+        var byLoop = Array(repeating: [Fanout](), count: loopCount)
+        var finished = Array(repeating: [Session](), count: loopCount)
+        for (item, parts) in zip(batch, recipients) {
             let shared = ServerFrame.messageFrame(item.message, allocator: allocator)
-            var ackSent = item.sender == nil
-            for session in sessions {
-                if session === item.sender {
-                    ackSent = true
-                    byLoop[session.loopIndex].append(Delivery(session: session, buffer: ack(item), messageID: id))
-                } else {
-                    byLoop[session.loopIndex].append(Delivery(session: session, buffer: shared, messageID: id))
-                }
+            let ack = item.sender.map { _ in ServerFrame.messageFrame(item.message, id: item.requestID, allocator: allocator) }
+            for (index, sessions) in parts.enumerated() {
+                let sender = item.sender?.loopIndex == index ? item.sender : nil
+                guard !sessions.isEmpty || sender != nil else { continue }
+                byLoop[index].append(Fanout(shared: shared, ack: ack, sender: sender, messageID: item.message.id, recipients: sessions))
             }
-            if !ackSent, let sender = item.sender {
-                byLoop[sender.loopIndex].append(Delivery(session: sender, buffer: ack(item), messageID: 0))
-            }
+            if let sender = item.sender { finished[sender.loopIndex].append(sender) }
         }
-        // Each sender's backlog is counted down on its own loop, in the same hop as the writes.
-        var finished = Array(repeating: [Session](), count: byLoop.count)
-        for sender in batch.compactMap(\.sender) { finished[sender.loopIndex].append(sender) }
-        for (items, senders) in zip(byLoop, finished) where !items.isEmpty || !senders.isEmpty {
-            let loop = (items.first?.session ?? senders[0]).loop
-            loop.execute {
-                Self.write(items)
-                for sender in senders { sender.sendFinished() }
-            }
+        for index in 0..<loopCount where !byLoop[index].isEmpty {
+            let items = byLoop[index]
+            let senders = finished[index]
+            loops[index].execute { Self.write(items, finished: senders) }
         }
     }
 
-    private func ack(_ item: Committed) -> ByteBuffer {
-        ServerFrame.messageFrame(item.message, id: item.requestID, allocator: allocator)
+    /// One message for the recipients on one loop; `sender` is set on the sender's loop only.
+    struct Fanout {
+        var shared: ByteBuffer
+        var ack: ByteBuffer?
+        var sender: Session?
+        var messageID: Int64
+        var recipients: [Session]
     }
+
+    /// On one loop: every recipient gets the shared frame (the sender its acknowledgement, even
+    /// if it is no longer a recipient), then each session is flushed once.
+    static func write(_ items: [Fanout], finished: [Session]) {
+        var owed: [Session] = []
+        for item in items {
+            var acknowledged = item.sender == nil
+            for session in item.recipients {
+                let buffer: ByteBuffer
+                if !acknowledged && session === item.sender {
+                    acknowledged = true
+                    buffer = item.ack!
+                } else {
+                    buffer = item.shared
+                }
+                if session.enqueue(buffer, messageID: item.messageID) { owed.append(session) }
+            }
+            if !acknowledged, let sender = item.sender, sender.enqueue(item.ack!, messageID: 0) {
+                owed.append(sender)
+            }
+        }
+        for session in owed { session.flush() }
+        for sender in finished { sender.sendFinished() }
+    }
+
 }
 
 /// The hub's mutable state, guarded by its lock.
@@ -198,27 +221,41 @@ struct HubState {
     var online: [String: [Session]] = [:]
     /// Every logged-in session: the general room's snapshot (copy-on-write).
     var everyone: [Session] = []
-    /// Per-group snapshot of member sessions, rebuilt on demand after any change.
-    var groupSessions: [Int64: [Session]] = [:]
+    /// Event loops in the server; snapshots are split by loop.
+    let loopCount: Int
+    /// The general room's sessions split by loop, rebuilt on demand after any change.
+    var everyoneByLoop: [[Session]]? = nil
+    /// Each group's online member sessions split by loop, rebuilt on demand after any change.
+    var groupSessions: [Int64: [[Session]]] = [:]
     /// The highest message id each user has been sent, kept after their last session ends.
     var lastRead: [String: Int64] = [:]
     var throttle = LoginThrottle()
     var shuttingDown = false
 
-    mutating func sessions(in room: Room) -> [Session] {
+    /// The sessions that receive a message in `room`, split by event loop index.
+    mutating func sessionsByLoop(in room: Room) -> [[Session]] {
         switch room {
         case .general:
-            return everyone
+            if let cached = everyoneByLoop { return cached }
+            let parts = partition(everyone)
+            everyoneByLoop = parts
+            return parts
         case .group(let id):
             if let cached = groupSessions[id] { return cached }
-            guard let group = directory.group(id: id) else { return [] }
-            let list = group.members.flatMap { online[$0] ?? [] }
-            groupSessions[id] = list
-            return list
+            guard let group = directory.group(id: id) else { return partition([]) }
+            let parts = partition(group.members.flatMap { online[$0] ?? [] })
+            groupSessions[id] = parts
+            return parts
         case .direct(let a, let b):
             let first = online[Self.userKey(a)] ?? []
-            return a == b ? first : first + (online[Self.userKey(b)] ?? [])
+            return partition(a == b ? first : first + (online[Self.userKey(b)] ?? []))
         }
+    }
+
+    func partition(_ sessions: [Session]) -> [[Session]] {
+        var parts = Array(repeating: [Session](), count: max(loopCount, 1))
+        for session in sessions { parts[session.loopIndex].append(session) }
+        return parts
     }
 
     /// A storage key without a guest's `~`.
@@ -229,5 +266,9 @@ struct HubState {
     /// Whether `key` is an account or an online user.
     func isTaken(_ key: String) -> Bool { accounts[key] != nil || online[key] != nil }
 
-    mutating func invalidateGroups() { groupSessions.removeAll(keepingCapacity: true) }
+    /// Drops the split snapshots after a presence or membership change.
+    mutating func invalidateSnapshots() {
+        everyoneByLoop = nil
+        groupSessions.removeAll(keepingCapacity: true)
+    }
 }

@@ -88,8 +88,12 @@ public final class ParleyServer: Service, Sendable {
     /// to the operating system; glibc's allocator otherwise keeps it for the life of the process.
     private func startMemoryTrim() {
         #if os(Linux)
-        group.next().scheduleRepeatedTask(initialDelay: .seconds(10), delay: .seconds(10)) { _ in
+        // On a background queue: a trim of a large heap can take milliseconds, which an event
+        // loop (and the latency of every client on it) should not pay.
+        DispatchQueue.global(qos: .background).asyncAfter(deadline: .now() + 10) { [weak self] in
+            guard let self, !self.stopped.withLock({ $0 }) else { return }
             _ = parley_malloc_trim(0)
+            self.startMemoryTrim()
         }
         #endif
     }
