@@ -284,12 +284,11 @@ final class ReceiverStats: Sendable {
     func receive(_ payload: ByteBuffer, start: UInt64) -> Bool {
         guard let sentAt = Self.sendTime(in: payload) else { return false }
         let now = DispatchTime.now().uptimeNanoseconds - start
-        let isAck = payload.contains(Self.idKey)
         let next: (@Sendable () -> Void)? = state.withLock { s in
             s.count += 1
             s.latencies.append(now &- sentAt)
             s.last = max(s.last, now)
-            guard isAck, s.toSend > 0 else { return nil }
+            guard s.send != nil, s.toSend > 0, payload.contains(Self.idKey) else { return nil }
             s.toSend -= 1
             return s.send
         }
@@ -317,22 +316,23 @@ final class ReceiverStats: Sendable {
         send?()
     }
 
+    /// The send time in a bench message's text (`"t=<ns>;…`). The text is the last field the
+    /// server writes, so the scan runs backwards from the end over the padding only.
     static func sendTime(in payload: ByteBuffer) -> UInt64? {
         payload.withUnsafeReadableBytes { raw -> UInt64? in
             let bytes = raw.bindMemory(to: UInt8.self)
-            let n = bytes.count
-            var i = 0
-            while i + 3 < n {
+            var i = bytes.count - 3
+            while i >= 0 {
                 if bytes[i] == 0x22 && bytes[i + 1] == 0x74 && bytes[i + 2] == 0x3D {  // "t=
                     var j = i + 3
                     var value: UInt64 = 0
-                    while j < n, bytes[j] >= 0x30, bytes[j] <= 0x39 {
+                    while j < bytes.count, bytes[j] >= 0x30, bytes[j] <= 0x39 {
                         value = value * 10 + UInt64(bytes[j] - 0x30)
                         j += 1
                     }
                     return j > i + 3 ? value : nil
                 }
-                i += 1
+                i -= 1
             }
             return nil
         }
