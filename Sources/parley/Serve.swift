@@ -77,6 +77,7 @@ struct Serve: AsyncParsableCommand {
     }
 
     func run() async throws {
+        limitMallocArenas()
         let configuration = try configuration()
         raiseFileLimit()
         let env = ProcessInfo.processInfo.environment
