@@ -52,10 +52,8 @@ public final class ParleyClient: Sendable {
         }
         bootstrap = bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandlers([
-                    ByteToMessageHandler(FrameDecoder(maxFrameSize: 16 * 1024 * 1024)),
-                    ClientHandler(inbox: inbox, rawFrame: rawFrame),
-                ])
+                try channel.pipeline.syncOperations.addHandler(
+                    ClientHandler(inbox: inbox, maxFrameSize: 16 * 1024 * 1024, rawFrame: rawFrame))
             }
         }
         let channel: any Channel
