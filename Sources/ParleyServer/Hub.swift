@@ -27,6 +27,8 @@ public final class Hub: Sendable {
     let committed = Mutex<[Committed]>([])
     let allocator = ByteBufferAllocator()
     let nextSessionID = Atomic<Int>(1)
+    /// Per event loop, the fan-out waiting for it (indexed like `loops`).
+    let loopOutboxes: [LoopOutboxBox]
     /// Presence changes waiting to go out together (see ``broadcastPresence(of:online:)``).
     let presence = Mutex<(pending: [(buffer: ByteBuffer, user: String)], scheduled: Bool)>(([], false))
     /// How long presence changes are gathered before they are sent.
@@ -47,6 +49,7 @@ public final class Hub: Sendable {
         self.loops = loops
         self.threadPool = threadPool
         self.logger = logger
+        self.loopOutboxes = loops.map { _ in LoopOutboxBox() }
         let (groups, nextID) = try store.loadGroups()
         let accounts = try store.accountNames()
         let last = store.commits.lastMessageID
@@ -169,10 +172,37 @@ public final class Hub: Sendable {
             if let sender = item.sender { finished[sender.loopIndex].append(sender) }
         }
         for index in 0..<loopCount where !byLoop[index].isEmpty {
-            let items = byLoop[index]
-            let senders = finished[index]
-            loops[index].execute { Self.write(items, finished: senders) }
+            let schedule = loopOutboxes[index].state.withLock { outbox in
+                outbox.items += byLoop[index]
+                outbox.finished += finished[index]
+                defer { outbox.scheduled = true }
+                return !outbox.scheduled
+            }
+            if schedule {
+                let outbox = loopOutboxes[index]
+                loops[index].execute {
+                    let (items, senders) = outbox.state.withLock { outbox in
+                        defer { outbox = LoopOutbox() }
+                        return (outbox.items, outbox.finished)
+                    }
+                    Self.write(items, finished: senders)
+                }
+            }
         }
+    }
+
+    /// Fan-out waiting for one event loop. While a loop is busy writing one batch, the next
+    /// batches gather here and go out together: one write per session for all of them, so a
+    /// busy server makes fewer, larger writes, and an idle one adds no delay.
+    struct LoopOutbox {
+        var items: [Fanout] = []
+        var finished: [Session] = []
+        var scheduled = false
+    }
+
+    /// A ``LoopOutbox`` behind a lock. Thread safety: `Sendable`; all access goes through `state`.
+    final class LoopOutboxBox: Sendable {
+        let state = Mutex(LoopOutbox())
     }
 
     /// One message for the recipients on one loop; `sender` is set on the sender's loop only.
