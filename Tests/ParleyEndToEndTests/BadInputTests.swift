@@ -128,6 +128,23 @@ struct BadInputTests {
         await s.stop()
     }
 
+    @Test("silent connections are pinged; one that answers stays, one that does not is closed with IDLE_TIMEOUT")
+    func idle() async throws {
+        let s = try await TestServer.start { $0.idleTimeout = 0.3 }
+        defer { s.removeData() }
+        // The client library answers pings, so this one survives many idle periods.
+        let lively = try await s.user("Lively")
+        // This one stops reading, so it never sees the ping nor answers it.
+        let (silent, _) = try await s.login("Silent")
+        try await silent.channel.setOption(ChannelOptions.autoRead, value: false).get()
+        try await silent.waitForClose(timeout: 10)
+        try await lively.wentOffline("Silent")
+        #expect(lively.isActive)
+        #expect(try await lively.request(.who).users == ["Lively"])
+        await lively.close()
+        await s.stop()
+    }
+
     @Test("repeated failed logins are slowed down, even with the right password")
     func throttle() async throws {
         let s = try await TestServer.start()
