@@ -145,6 +145,32 @@ struct BadInputTests {
         await s.stop()
     }
 
+    @Test("a client flooding requests gets every answer and does not hold up the others")
+    func flood() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let flooder = try await s.user("Flooder")
+        let alice = try await s.user("Alice")
+        let bob = try await s.user("Bob")
+        var bytes: [UInt8] = []
+        for i in 0..<5_000 { bytes += BadInputTests.framed(#"{"type":"ping","id":\#(i)}"#) }
+        flooder.sendRaw(bytes)
+        // Meanwhile the others talk as usual.
+        for i in 0..<20 {
+            let sent = try await alice.say("during the flood \(i)")
+            #expect(try await bob.nextMessage { $0.messageId == sent.messageId }.text == sent.text)
+        }
+        var pongs = 0
+        while pongs < 5_000 {
+            _ = try await flooder.next(timeout: 30, "pong \(pongs)") { $0.type == "pong" }
+            pongs += 1
+        }
+        #expect(pongs == 5_000)
+        #expect(flooder.isActive)
+        for client in [flooder, alice, bob] { await client.close() }
+        await s.stop()
+    }
+
     @Test("repeated failed logins are slowed down, even with the right password")
     func throttle() async throws {
         let s = try await TestServer.start()
