@@ -19,6 +19,8 @@ final class Inbox: Sendable {
         var replies: [RequestID: CheckedContinuation<ServerFrame, any Error>] = [:]
         var closed = false
         var nextToken = 0
+        /// When someone iterates ``ParleyClient/events()``, events go here instead of the queue.
+        var stream: AsyncStream<ServerFrame>.Continuation?
     }
 
     let state = Mutex(State())
@@ -30,7 +32,11 @@ final class Inbox: Sendable {
             if let index = s.waiters.firstIndex(where: { $0.predicate(frame) }) {
                 return s.waiters.remove(at: index).continuation
             }
-            s.buffered.append(frame)
+            if let stream = s.stream {
+                stream.yield(frame)
+            } else {
+                s.buffered.append(frame)
+            }
             return nil
         }
         continuation?.resume(returning: frame)
@@ -40,11 +46,24 @@ final class Inbox: Sendable {
     func close() {
         let (waiters, replies) = state.withLock { s in
             s.closed = true
-            defer { s.waiters = []; s.replies = [:] }
+            s.stream?.finish()
+            defer { s.waiters = []; s.replies = [:]; s.stream = nil }
             return (s.waiters, s.replies)
         }
         for waiter in waiters { waiter.continuation.resume(throwing: ParleyClient.ClientError.closed) }
         for (_, reply) in replies { reply.resume(throwing: ParleyClient.ClientError.closed) }
+    }
+
+    /// Starts delivering events to a stream: first those queued, then each as it arrives.
+    func makeStream() -> AsyncStream<ServerFrame> {
+        let (stream, continuation) = AsyncStream.makeStream(of: ServerFrame.self)
+        state.withLock { s in
+            s.stream?.finish()
+            for frame in s.buffered { continuation.yield(frame) }
+            s.buffered.removeAll()
+            if s.closed { continuation.finish() } else { s.stream = continuation }
+        }
+        return stream
     }
 
     func next(on loop: any EventLoop, timeout: Double, what: String, _ predicate: @escaping @Sendable (ServerFrame) -> Bool) async throws -> ServerFrame {

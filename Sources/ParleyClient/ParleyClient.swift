@@ -119,6 +119,11 @@ public final class ParleyClient: Sendable {
         try await inbox.next(on: channel.eventLoop, timeout: timeout, what: what, predicate)
     }
 
+    /// Every event (each frame that is not a reply to a request), in order, as a stream that
+    /// ends when the connection closes. Events already queued come first; while the stream is
+    /// in use, ``next(timeout:_:where:)`` only sees events it was already waiting for.
+    public func events() -> AsyncStream<ServerFrame> { inbox.makeStream() }
+
     /// Events received and not yet taken.
     public var pendingEvents: [ServerFrame] { inbox.state.withLock { $0.buffered } }
 

@@ -155,6 +155,30 @@ struct ChatStoryTests {
         await s.stop()
     }
 
+    @Test("the client's event stream yields every event in order and ends when the connection closes")
+    func eventStream() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let alice = try await s.user("Alice")
+        let bob = try await s.user("Bob")
+        var sent: [Int64] = []
+        for i in 0..<5 { sent.append(try await alice.say("n\(i)").messageId) }
+        let stream = bob.events()
+        var seen: [Int64] = []
+        for await frame in stream {
+            if let id = frame.chatMessage?.messageId { seen.append(id) }
+            if seen.count == sent.count { break }
+        }
+        #expect(seen == sent)
+        let ending = bob.events()
+        await s.stop()
+        var last: ServerFrame? = nil
+        for await frame in ending { last = frame }
+        #expect(last?.type == "shutdown")
+        await alice.close()
+        await bob.close()
+    }
+
     @Test("one user, two sessions: both get every event; online with the first, offline after the last")
     func twoSessions() async throws {
         let s = try await TestServer.start()
