@@ -27,7 +27,8 @@ public final class Hub: Sendable {
     let committed = Mutex<[Committed]>([])
     let allocator = ByteBufferAllocator()
     let nextSessionID = Atomic<Int>(1)
-    /// Per event loop, the fan-out waiting for it (indexed like `loops`).
+    /// Per event loop, the fan-out waiting for it (indexed like `loops`): chat messages, group
+    /// events and presence all go out this one way.
     let loopOutboxes: [LoopOutboxBox]
     /// Presence changes waiting to go out together (see ``broadcastPresence(of:online:)``).
     let presence = Mutex<(pending: [(buffer: ByteBuffer, user: String)], scheduled: Bool)>(([], false))
@@ -71,42 +72,12 @@ public final class Hub: Sendable {
 
     // MARK: Delivery
 
-    /// One frame for one session.
-    struct Delivery {
-        var session: Session
-        var buffer: ByteBuffer
-        var messageID: Int64
-    }
-
-    /// Writes each delivery on its session's loop: one hop per loop, one flush per session.
-    func dispatch(_ deliveries: [Delivery]) {
-        guard !deliveries.isEmpty else { return }
-        var byLoop = Array(repeating: [Delivery](), count: max(loops.count, 1))
-        for d in deliveries { byLoop[d.session.loopIndex].append(d) }
-        for items in byLoop where !items.isEmpty {
-            items[0].session.loop.execute { Self.write(items) }
-        }
-    }
-
-    /// On one loop: enqueue every frame, then flush each session once.
-    static func write(_ items: [Delivery]) {
-        var owed: [Session] = []
-        for item in items where item.session.enqueue(item.buffer, messageID: item.messageID) {
-            owed.append(item.session)
-        }
-        for session in owed { session.flush() }
-    }
-
     /// Sends `frame` (encoded once) to every session of the given user keys.
-    func notify(_ frame: ServerFrame, users: some Sequence<String>, except: Session? = nil) {
-        let sessions = state.withLock { s in users.flatMap { s.online[$0] ?? [] } }
-        notify(frame, sessions: sessions, except: except)
-    }
-
-    func notify(_ frame: ServerFrame, sessions: [Session], except: Session? = nil) {
-        guard !sessions.isEmpty else { return }
+    func notify(_ frame: ServerFrame, users: some Sequence<String>) {
+        let parts = state.withLock { s in s.partition(users.flatMap { s.online[$0] ?? [] }) }
+        guard parts.contains(where: { !$0.isEmpty }) else { return }
         let buffer = frame.frame(allocator: allocator)
-        dispatch(sessions.compactMap { $0 === except ? nil : Delivery(session: $0, buffer: buffer, messageID: 0) })
+        enqueue(parts.map { $0.isEmpty ? [] : [Fanout(shared: buffer, messageID: 0, recipients: $0)] }, finished: [])
     }
 
     /// Tells everyone (except the user's own sessions) that `identity` came online or went
@@ -132,15 +103,10 @@ public final class Hub: Sendable {
             defer { p.pending = []; p.scheduled = false }
             return p.pending
         }
-        let everyone = state.withLock { $0.everyone }
-        var deliveries: [Delivery] = []
-        deliveries.reserveCapacity(everyone.count * pending.count)
-        for session in everyone {
-            for change in pending where change.user != session.identity.key {
-                deliveries.append(Delivery(session: session, buffer: change.buffer, messageID: 0))
-            }
-        }
-        dispatch(deliveries)
+        let parts = state.withLock { $0.sessionsByLoop(in: .general) }
+        enqueue(parts.map { sessions in
+            sessions.isEmpty ? [] : pending.map { Fanout(shared: $0.buffer, messageID: 0, recipients: sessions, skipUser: $0.user) }
+        }, finished: [])
     }
 
     /// Runs on the commit queue's thread after each batch: works out the recipients of every
@@ -171,10 +137,19 @@ public final class Hub: Sendable {
             }
             if let sender = item.sender { finished[sender.loopIndex].append(sender) }
         }
-        for index in 0..<loopCount where !byLoop[index].isEmpty {
+        enqueue(byLoop, finished: finished)
+    }
+
+    /// Hands each loop its fan-out (indexed like `loops`) and the senders whose backlog to count
+    /// down there. At most one `execute` is in flight per loop: what arrives while one is pending
+    /// joins it.
+    func enqueue(_ byLoop: [[Fanout]], finished: [[Session]]) {
+        for index in byLoop.indices {
+            let senders = index < finished.count ? finished[index] : []
+            guard !byLoop[index].isEmpty || !senders.isEmpty else { continue }
             let schedule = loopOutboxes[index].state.withLock { outbox in
                 outbox.items += byLoop[index]
-                outbox.finished += finished[index]
+                outbox.finished += senders
                 defer { outbox.scheduled = true }
                 return !outbox.scheduled
             }
@@ -205,13 +180,16 @@ public final class Hub: Sendable {
         let state = Mutex(LoopOutbox())
     }
 
-    /// One message for the recipients on one loop; `sender` is set on the sender's loop only.
+    /// One frame for the recipients on one loop. For a chat message, `sender` is set on the
+    /// sender's loop only and gets `ack` instead; `skipUser` leaves out one user's sessions
+    /// (nobody is told of their own presence).
     struct Fanout {
         var shared: ByteBuffer
-        var ack: ByteBuffer?
-        var sender: Session?
+        var ack: ByteBuffer? = nil
+        var sender: Session? = nil
         var messageID: Int64
         var recipients: [Session]
+        var skipUser: String? = nil
     }
 
     /// On one loop: every recipient gets the shared frame (the sender its acknowledgement, even
@@ -221,6 +199,7 @@ public final class Hub: Sendable {
         for item in items {
             var acknowledged = item.sender == nil
             for session in item.recipients {
+                if let skip = item.skipUser, session.identity.key == skip { continue }
                 let buffer: ByteBuffer
                 if !acknowledged && session === item.sender {
                     acknowledged = true
