@@ -10,8 +10,8 @@ extension ParleyClient {
 
     /// Logs in (`LOGIN_SUCCESS`). The replay of missed messages follows as events, ended by `replay_end`.
     @discardableResult
-    public func login(_ username: String, password: String, timeout: Double = 10) async throws -> ServerFrame {
-        try await request(.login(username: username, password: password), timeout: timeout)
+    public func login(_ username: String, password: String, since: Int64? = nil, timeout: Double = 10) async throws -> ServerFrame {
+        try await request(.login(username: username, password: password, since: since), timeout: timeout)
     }
 
     /// Joins as a guest; the reply's `username` is the name the server gave.

@@ -163,14 +163,14 @@ final class Connection: ChannelInboundHandler {
             break
         case .register(let username, let password):
             answer(hub.register(name: username, password: password, id: id, on: channel.eventLoop), id: id)
-        case .login(let username, let password):
+        case .login(let username, let password, let since):
             guard !loginPending else {
                 reply(.error(ParleyError(.badRequest, "a login is already in progress"), id: id))
                 return
             }
             loginPending = true
             let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
-            hub.login(name: username, password: password, address: address, channel: channel).whenComplete { result in
+            hub.login(name: username, password: password, since: since, address: address, channel: channel).whenComplete { result in
                 let this = this.value
                 this.loginPending = false
                 switch result {

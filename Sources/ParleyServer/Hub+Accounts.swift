@@ -47,7 +47,7 @@ extension Hub {
     }
 
     /// Checks a password (on the thread pool) and attaches a new session for `channel`.
-    func login(name: String, password: String, address: String, channel: any Channel) -> EventLoopFuture<Attached> {
+    func login(name: String, password: String, since: Int64? = nil, address: String, channel: any Channel) -> EventLoopFuture<Attached> {
         let loop = channel.eventLoop
         let key = Names.key(name)
         let throttleKeys = ["user:" + key, "addr:" + address]
@@ -71,7 +71,7 @@ extension Hub {
                 throw ParleyError(.invalidCredentials, "wrong username or password")
             }
             self.state.withLock { $0.throttle.succeeded("user:" + key) }
-            return try self.attach(Identity(name: account.name, guest: false), channel: channel, storedLastRead: account.lastRead)
+            return try self.attach(Identity(name: account.name, guest: false), channel: channel, storedLastRead: account.lastRead, since: since)
         }
     }
 
@@ -84,7 +84,7 @@ extension Hub {
         return try attach(nil, wanted: wanted, channel: channel, storedLastRead: 0)
     }
 
-    func attach(_ identity: Identity?, wanted: String = "", channel: any Channel, storedLastRead: Int64) throws(ParleyError) -> Attached {
+    func attach(_ identity: Identity?, wanted: String = "", channel: any Channel, storedLastRead: Int64, since: Int64? = nil) throws(ParleyError) -> Attached {
         let sessionID = nextSessionID.add(1, ordering: .relaxed).oldValue
         let loopIndex = loopIndex(of: channel.eventLoop)
         let attached = try state.withLock { s throws(ParleyError) -> Attached in
@@ -97,7 +97,7 @@ extension Hub {
             s.everyone.append(session)
             s.invalidateSnapshots()
             let rooms = [Room.general] + s.directory.groups(of: who.key).map(\.room)
-            let after = who.guest ? 0 : max(storedLastRead, s.lastRead[who.key] ?? 0)
+            let after = who.guest ? 0 : since.map { max($0, 0) } ?? max(storedLastRead, s.lastRead[who.key] ?? 0)
             return Attached(session: session, rooms: rooms, after: after, through: s.lastDispatched, first: s.online[who.key]!.count == 1)
         }
         let session = attached.session

@@ -2,7 +2,7 @@ import ParleyCore
 
 extension RequestEnvelope: Codable {
     enum Key: String, CodingKey {
-        case type, id, username, password, name, room, to, text, with, before, limit, group, user, inviteOnly
+        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly
     }
 
     /// Thrown while decoding when `type` names no request.
@@ -26,7 +26,8 @@ extension RequestEnvelope: Codable {
         }
         switch type {
         case "register": request = .register(username: try string(.username), password: try string(.password))
-        case "login": request = .login(username: try string(.username), password: try string(.password))
+        case "login":
+            request = .login(username: try string(.username), password: try string(.password), since: try c.decodeIfPresent(Int64.self, forKey: .since))
         case "guest": request = .guest(name: try string(.name))
         case "send":
             let (key, target) = try oneOf(.room, .to)
@@ -63,9 +64,13 @@ extension RequestEnvelope: Codable {
         try c.encode(request.type, forKey: .type)
         try c.encodeIfPresent(id, forKey: .id)
         switch request {
-        case .register(let username, let password), .login(let username, let password):
+        case .register(let username, let password):
             try c.encode(username, forKey: .username)
             try c.encode(password, forKey: .password)
+        case .login(let username, let password, let since):
+            try c.encode(username, forKey: .username)
+            try c.encode(password, forKey: .password)
+            try c.encodeIfPresent(since, forKey: .since)
         case .guest(let name):
             try c.encode(name, forKey: .name)
         case .say(let room, let text):

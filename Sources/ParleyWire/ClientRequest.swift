@@ -5,7 +5,9 @@ import ParleyCore
 /// Thread safety: a value type; `Sendable`.
 public enum ClientRequest: Sendable, Hashable {
     case register(username: String, password: String)
-    case login(username: String, password: String)
+    /// `since`: replay what came after this message id instead of after the server's record of
+    /// what this user was sent (a client that tracks what it has shown loses nothing in flight).
+    case login(username: String, password: String, since: Int64? = nil)
     case guest(name: String)
     /// Post to a room (`general` or a group name).
     case say(room: String, text: String)

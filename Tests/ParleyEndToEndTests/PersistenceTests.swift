@@ -66,6 +66,37 @@ struct PersistenceTests {
         await second.stop()
     }
 
+    @Test("a client that says what it has seen (`since`) gets everything after it, even what the server already wrote to it")
+    func since() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let alice = try await s.user("Alice")
+        let bob = try await s.user("Bob")
+        var sent: [WireMessage] = []
+        for i in 0..<5 { sent.append(try await alice.say("s\(i)")) }
+        let lastID = sent.last!.messageId
+        _ = try await bob.nextMessage { $0.messageId == lastID }
+        await bob.close()
+        try await alice.wentOffline("Bob")
+        // Bob's client only showed the first two before it went away.
+        let again = try await s.connect()
+        try await again.login("Bob", password: TestServer.password, since: sent[1].messageId)
+        var replayed: [Int64] = []
+        while true {
+            let frame = try await again.next { $0.type == "replay_end" || $0.replay == true }
+            if frame.type == "replay_end" { break }
+            replayed.append(frame.messageId!)
+        }
+        #expect(replayed == sent.dropFirst(2).map(\.messageId))
+        // Without `since`, the server's record says Bob was sent everything.
+        await again.close()
+        try await alice.wentOffline("Bob")
+        let (_, none) = try await s.login("Bob", register: false)
+        #expect(none.isEmpty)
+        await alice.close()
+        await s.stop()
+    }
+
     @Test("the replay is capped per conversation")
     func replayCap() async throws {
         let s = try await TestServer.start { $0.limits.replayLimit = 5 }

@@ -17,7 +17,7 @@ struct RequestParserTests {
     }
 
     @Test("every request survives encoding and decoding", arguments: [
-        ClientRequest.register(username: "a", password: "12345678"), .login(username: "b", password: "p"), .guest(name: "g"),
+        ClientRequest.register(username: "a", password: "12345678"), .login(username: "b", password: "p"), .login(username: "b", password: "p", since: 42), .guest(name: "g"),
         .say(room: "general", text: "hi \"there\" ☃"), .direct(to: "bob", text: "psst"),
         .history(.room("devs"), before: 10, limit: 5), .history(.with("bob"), before: nil, limit: nil),
         .who, .ping, .pong, .groups, .myGroups, .groupCreate(group: "g", inviteOnly: true), .groupJoin(group: "g"),
