@@ -17,8 +17,9 @@ public final class Session: Sendable, CustomStringConvertible {
         var heldBytes = 0
         /// The highest message id written to this connection.
         var lastDelivered: Int64
-        /// Frames queued since the last flush, copied into one buffer: one write and one
-        /// `writev` entry per session per batch instead of one per frame.
+        /// Frames queued since the last flush, copied into one chunk of at most ``chunkSize``
+        /// bytes (a full chunk is written and a new one started): one write per session per
+        /// batch instead of one per frame.
         var outbox: ByteBuffer?
         var closing = false
         /// Sends awaiting storage; reading pauses above the limit.
