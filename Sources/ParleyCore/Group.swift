@@ -28,6 +28,7 @@ public struct Group: Sendable, Hashable {
 
 /// A change to stored group state, in the order it must be applied.
 /// The store turns each into SQL; the directory only says what changed.
+/// Thread safety: a value type; `Sendable`.
 public enum GroupMutation: Sendable, Hashable {
     case create(Group)
     case addMember(groupID: Int64, user: String)
@@ -40,6 +41,7 @@ public enum GroupMutation: Sendable, Hashable {
 }
 
 /// What members are told about a change to a group.
+/// Thread safety: a value type; `Sendable`.
 public enum GroupEvent: Sendable, Hashable {
     case joined(user: String)
     case left(user: String)

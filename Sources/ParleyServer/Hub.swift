@@ -219,7 +219,8 @@ public final class Hub: Sendable {
 
 }
 
-/// The hub's mutable state, guarded by its lock.
+/// The hub's mutable state.
+/// Thread safety: not thread-safe by itself; only ever touched inside `Hub.state`'s `Mutex`.
 struct HubState {
     /// Registered accounts: key → name as registered.
     var accounts: [String: String]

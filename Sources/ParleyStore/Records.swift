@@ -44,6 +44,7 @@ public struct NewMessage: Sendable, Hashable {
 }
 
 /// Which durability a commit waits for.
+/// Thread safety: a value type; `Sendable`.
 public enum Durability: String, Sendable, CaseIterable {
     /// SQLite `synchronous=NORMAL` in WAL mode: survives a crash of the process, not of the machine.
     case normal

@@ -80,6 +80,7 @@ public enum ClientRequest: Sendable, Hashable {
 }
 
 /// A request with the `id` its reply must echo.
+/// Thread safety: a value type; `Sendable`.
 public struct RequestEnvelope: Sendable, Hashable {
     public var id: RequestID?
     public var request: ClientRequest

@@ -42,6 +42,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
 }
 
 /// A framing violation; the connection is closed after the peer is told.
+/// Thread safety: a value type; `Sendable`.
 public enum FrameError: Error, Hashable, Sendable {
     case emptyFrame
     case tooLarge(length: Int, limit: Int)

@@ -64,6 +64,7 @@ public struct ServerFrame: Codable, Sendable, Hashable {
 }
 
 /// A chat message inside a `history` reply (and the fields of a `message` frame).
+/// Thread safety: a value type; `Sendable`.
 public struct WireMessage: Codable, Sendable, Hashable {
     public var messageId: Int64
     public var time: String
@@ -96,6 +97,7 @@ public struct WireMessage: Codable, Sendable, Hashable {
 }
 
 /// One line of a `groups` reply.
+/// Thread safety: a value type; `Sendable`.
 public struct GroupInfo: Codable, Sendable, Hashable {
     public var name: String
     public var owner: String
@@ -114,6 +116,7 @@ public struct GroupInfo: Codable, Sendable, Hashable {
 }
 
 /// One line of a `members` reply.
+/// Thread safety: a value type; `Sendable`.
 public struct MemberInfo: Codable, Sendable, Hashable {
     public var username: String
     public var online: Bool
