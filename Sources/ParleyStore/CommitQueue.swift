@@ -18,7 +18,6 @@ public final class CommitQueue: Sendable {
         case message(NewMessage, @Sendable (Result<StoredMessage, any Error>) -> Void)
         case groups([GroupMutation], @Sendable (Result<Void, any Error>) -> Void)
         case readPosition(user: String, messageID: Int64)
-        case deleteHistory(Room, @Sendable (Result<Void, any Error>) -> Void)
     }
 
     /// Thrown to completions of work queued after ``close()``.
@@ -139,8 +138,6 @@ public final class CommitQueue: Sendable {
                         }
                     case .readPosition(let user, let id):
                         try db.execute(sql: "UPDATE account SET last_read = MAX(last_read, ?) WHERE key = ?", arguments: [id, user])
-                    case .deleteHistory(let room, _):
-                        try db.execute(sql: "DELETE FROM message WHERE room = ?", arguments: [room.storageKey])
                     }
                 }
             }
@@ -154,7 +151,6 @@ public final class CommitQueue: Sendable {
             switch op {
             case .message(_, let done): done(.success(stored[index]!))
             case .groups(_, let done): done(groupErrors[index].map { .failure($0) } ?? .success(()))
-            case .deleteHistory(_, let done): done(.success(()))
             case .readPosition: break
             }
         }
@@ -164,7 +160,6 @@ public final class CommitQueue: Sendable {
         switch op {
         case .message(_, let done): done(.failure(error))
         case .groups(_, let done): done(.failure(error))
-        case .deleteHistory(_, let done): done(.failure(error))
         case .readPosition: break
         }
     }
