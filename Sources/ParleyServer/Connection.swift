@@ -113,6 +113,11 @@ final class Connection: ChannelInboundHandler {
         let id = envelope.id
         let request = envelope.request
         guard let session else {
+            // The command table (`ClientRequest.allowedBeforeLogin`) decides what needs a login.
+            guard request.allowedBeforeLogin else {
+                reply(.error(ParleyError(.notAuthenticated, "log in first ('\(request.type)' needs a logged-in user)"), id: id))
+                return
+            }
             handleBeforeLogin(request, id: id)
             return
         }
@@ -189,6 +194,7 @@ final class Connection: ChannelInboundHandler {
                 reply(.error(error, id: id))
             }
         default:
+            // Unreachable: `handle` lets only `allowedBeforeLogin` requests through.
             reply(.error(ParleyError(.notAuthenticated, "log in first ('\(request.type)' needs a logged-in user)"), id: id))
         }
     }

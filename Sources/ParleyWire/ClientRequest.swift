@@ -71,12 +71,6 @@ public enum ClientRequest: Sendable, Hashable {
         default: false
         }
     }
-
-    static let knownTypes: Set<String> = [
-        "register", "login", "guest", "send", "history", "who", "ping", "pong", "groups", "my_groups",
-        "group_create", "group_join", "group_leave", "group_members", "group_invite", "group_remove",
-        "group_mode", "group_transfer", "group_delete", "logout",
-    ]
 }
 
 /// A request with the `id` its reply must echo.
