@@ -115,7 +115,7 @@ final class Connection: ChannelInboundHandler {
         guard let session else {
             // The command table (`ClientRequest.allowedBeforeLogin`) decides what needs a login.
             guard request.allowedBeforeLogin else {
-                reply(.error(ParleyError(.notAuthenticated, "log in first ('\(request.type)' needs a logged-in user)"), id: id))
+                reply(.error(Self.notLoggedIn(request), id: id))
                 return
             }
             handleBeforeLogin(request, id: id)
@@ -195,7 +195,7 @@ final class Connection: ChannelInboundHandler {
             }
         default:
             // Unreachable: `handle` lets only `allowedBeforeLogin` requests through.
-            reply(.error(ParleyError(.notAuthenticated, "log in first ('\(request.type)' needs a logged-in user)"), id: id))
+            reply(.error(Self.notLoggedIn(request), id: id))
         }
     }
 
@@ -214,6 +214,10 @@ final class Connection: ChannelInboundHandler {
         welcome.guest = session.identity.guest
         channel.writeAndFlush(welcome.frame(allocator: channel.allocator), promise: nil)
         hub.replay(attached)
+    }
+
+    static func notLoggedIn(_ request: ClientRequest) -> ParleyError {
+        ParleyError(.notAuthenticated, "log in first ('\(request.type)' needs a logged-in user)")
     }
 
     /// Replies with the future's frame, or with its error.
