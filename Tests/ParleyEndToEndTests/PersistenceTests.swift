@@ -81,13 +81,8 @@ struct PersistenceTests {
         // Bob's client only showed the first two before it went away.
         let again = try await s.connect()
         try await again.login("Bob", password: TestServer.password, since: sent[1].messageId)
-        var replayed: [Int64] = []
-        while true {
-            let frame = try await again.next { $0.type == "replay_end" || $0.replay == true }
-            if frame.type == "replay_end" { break }
-            replayed.append(frame.messageId!)
-        }
-        #expect(replayed == sent.dropFirst(2).map(\.messageId))
+        let replayed = try await again.replay()
+        #expect(replayed.map(\.messageId) == sent.dropFirst(2).map(\.messageId))
         // Without `since`, the server's record says Bob was sent everything.
         await again.close()
         try await alice.wentOffline("Bob")

@@ -45,15 +45,7 @@ final class TestServer: Sendable {
         let client = try await connect()
         if register { try await client.register(name, password: Self.password) }
         try await client.login(name, password: Self.password)
-        var replayed: [WireMessage] = []
-        while true {
-            let frame = try await client.next(timeout: 10, "the replay") { $0.type == "replay_end" || $0.replay == true }
-            if frame.type == "replay_end" {
-                #expect(frame.count == replayed.count)
-                return (client, replayed)
-            }
-            replayed.append(frame.chatMessage!)
-        }
+        return (client, try await client.replay())
     }
 
     func user(_ name: String, register: Bool = true) async throws -> ParleyClient {
@@ -92,6 +84,19 @@ extension ParleyClient {
     /// The next presence event about `user`.
     func presence(of user: String) async throws -> Bool {
         try await next("presence of \(user)") { $0.type == "presence" && $0.username == user }.online!
+    }
+
+    /// The messages replayed after login, up to and checked against `replay_end`.
+    func replay() async throws -> [WireMessage] {
+        var replayed: [WireMessage] = []
+        while true {
+            let frame = try await next(timeout: 10, "the replay") { $0.type == "replay_end" || $0.replay == true }
+            if frame.type == "replay_end" {
+                #expect(frame.count == replayed.count)
+                return replayed
+            }
+            replayed.append(frame.chatMessage!)
+        }
     }
 
     /// Waits for "`user` has gone offline".
