@@ -9,19 +9,9 @@ extension Hub {
     func post(_ target: ClientRequest.Target, text: String, id: RequestID?, from session: Session) throws(ParleyError) {
         try limits.validateText(text)
         let me = session.identity
-        let message: NewMessage = try state.withLock { s throws(ParleyError) in
-            switch target {
-            case .room(let name) where Names.key(name) == Room.generalName:
-                return NewMessage(sender: me.name, senderKey: me.storageKey, room: .general, roomName: Room.generalName, text: text)
-            case .room(let name):
-                let group = try s.member(of: name, me)
-                return NewMessage(sender: me.name, senderKey: me.storageKey, room: group.room, roomName: group.name, text: text)
-            case .with(let name):
-                let peer = try s.peer(named: name)
-                return NewMessage(sender: me.name, senderKey: me.storageKey, room: .direct(between: me.storageKey, and: peer.storageKey),
-                                  roomName: peer.name, peerKey: peer.storageKey, text: text)
-            }
-        }
+        let place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
+        let message = NewMessage(sender: me.name, senderKey: me.storageKey, room: place.room, roomName: place.name,
+                                 peerKey: place.peer?.storageKey, text: text)
         session.sendStarted()
         store.commits.enqueue(.message(message) { [self] result in
             switch result {
@@ -40,29 +30,19 @@ extension Hub {
     func history(_ target: ClientRequest.Target, before: Int64?, limit: Int?, id: RequestID?, for session: Session) -> EventLoopFuture<ServerFrame> {
         let loop = session.loop
         let me = session.identity
-        let pageSize = min(max(limit ?? 50, 1), limits.maxHistoryPage)
+        let pageSize = limit ?? 50
         let room: Room
         var frame = ServerFrame(type: "history", id: id)
         do {
-            if let limit, limit < 1 || limit > limits.maxHistoryPage {
+            if pageSize < 1 || pageSize > limits.maxHistoryPage {
                 throw ParleyError(.badRequest, "'limit' must be between 1 and \(limits.maxHistoryPage)")
             }
-            room = try state.withLock { s throws(ParleyError) -> Room in
-                switch target {
-                case .room(let name) where Names.key(name) == Room.generalName:
-                    frame.room = Room.generalName
-                    return .general
-                case .room(let name):
-                    let group = try s.member(of: name, me)
-                    frame.room = group.name
-                    return group.room
-                case .with(let name):
-                    if me.guest { throw ParleyError(.guestNotAllowed, "guests have no stored private conversations") }
-                    let peer = try s.peer(named: name)
-                    frame.with = peer.name
-                    return .direct(between: me.storageKey, and: peer.storageKey)
-                }
+            if me.guest, case .with = target {
+                throw ParleyError(.guestNotAllowed, "guests have no stored private conversations")
             }
+            let place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
+            room = place.room
+            if place.peer == nil { frame.room = place.name } else { frame.with = place.name }
         } catch {
             return loop.makeFailedFuture(error)
         }
@@ -79,6 +59,31 @@ extension Hub {
 }
 
 extension HubState {
+    /// Where a `send` or `history` request points, once checked.
+    struct Place {
+        var room: Room
+        /// `general`, the group's name, or the other user's name.
+        var name: String
+        /// The other user of a private conversation.
+        var peer: Identity?
+    }
+
+    /// Resolves a request's room or user to a place `me` may use: the general room, a group `me`
+    /// is a member of (`NO_SUCH_GROUP`, `NOT_A_MEMBER`), or a private conversation with a known
+    /// user (`USER_NOT_FOUND`).
+    func resolve(_ target: ClientRequest.Target, for me: Identity) throws(ParleyError) -> Place {
+        switch target {
+        case .room(let name) where Names.key(name) == Room.generalName:
+            return Place(room: .general, name: Room.generalName)
+        case .room(let name):
+            let group = try member(of: name, me)
+            return Place(room: group.room, name: group.name)
+        case .with(let name):
+            let peer = try peer(named: name)
+            return Place(room: .direct(between: me.storageKey, and: peer.storageKey), name: peer.name, peer: peer)
+        }
+    }
+
     /// The group named `name`, if `me` is a member.
     func member(of name: String, _ me: Identity) throws(ParleyError) -> Group {
         guard let group = directory.group(named: name) else {
