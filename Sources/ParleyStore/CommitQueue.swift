@@ -76,9 +76,7 @@ public final class CommitQueue: Sendable {
     /// Waits for everything queued so far, then refuses new work.
     public func close() {
         state.withLock { $0.closed = true }
-        while state.withLock({ $0.scheduled }) {
-            queue.sync {}
-        }
+        flush()
     }
 
     /// Waits until everything queued before this call is committed.
