@@ -158,8 +158,3 @@ extension Hub {
             .sorted { $0.lowercased() < $1.lowercased() }
     }
 }
-
-extension Timestamp {
-    /// The current wall-clock time.
-    public static var now: Timestamp { Timestamp(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
-}

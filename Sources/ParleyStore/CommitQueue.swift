@@ -109,7 +109,7 @@ public final class CommitQueue: Sendable {
         var stored: [StoredMessage?] = Array(repeating: nil, count: batch.count)
         var groupErrors: [Int: any Error] = [:]
         var clock = self.clock.withLock { $0 }
-        let now = max(Int64(Date().timeIntervalSince1970 * 1000), clock.lastTime)
+        let now = max(Timestamp.now.milliseconds, clock.lastTime)
         clock.lastTime = now
         do {
             try pool.write { db in

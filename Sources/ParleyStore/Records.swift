@@ -1,3 +1,4 @@
+import Foundation
 import ParleyCore
 
 /// A registered account as stored.
@@ -41,6 +42,11 @@ public struct NewMessage: Sendable, Hashable {
         self.peerKey = peerKey
         self.text = text
     }
+}
+
+extension Timestamp {
+    /// The current wall-clock time (the store stamps messages with it).
+    public static var now: Timestamp { Timestamp(milliseconds: Int64(Date().timeIntervalSince1970 * 1000)) }
 }
 
 /// Which durability a commit waits for.
