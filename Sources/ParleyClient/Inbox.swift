@@ -66,56 +66,73 @@ final class Inbox: Sendable {
         return stream
     }
 
+    /// The next queued or arriving event matching `predicate`. Ends with
+    /// ``ParleyClient/ClientError/timedOut(_:)`` after `timeout` seconds, `CancellationError`
+    /// when the task is cancelled, or ``ParleyClient/ClientError/closed``.
     func next(on loop: any EventLoop, timeout: Double, what: String, _ predicate: @escaping @Sendable (ServerFrame) -> Bool) async throws -> ServerFrame {
         let token = state.withLock { s in
             s.nextToken += 1
             return s.nextToken
         }
         let timer = loop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
-            let waiter = self.state.withLock { s -> Waiter? in
-                guard let index = s.waiters.firstIndex(where: { $0.token == token }) else { return nil }
-                return s.waiters.remove(at: index)
-            }
-            waiter?.continuation.resume(throwing: ParleyClient.ClientError.timedOut(what))
+            self.removeWaiter(token)?.continuation.resume(throwing: ParleyClient.ClientError.timedOut(what))
         }
         defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            let outcome: Result<ServerFrame, any Error>? = state.withLock { s in
-                if let index = s.buffered.firstIndex(where: predicate) { return .success(s.buffered.remove(at: index)) }
-                if s.closed { return .failure(ParleyClient.ClientError.closed) }
-                s.waiters.append(Waiter(token: token, predicate: predicate, continuation: continuation))
-                return nil
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let outcome: Result<ServerFrame, any Error>? = state.withLock { s in
+                    if let index = s.buffered.firstIndex(where: predicate) { return .success(s.buffered.remove(at: index)) }
+                    if s.closed { return .failure(ParleyClient.ClientError.closed) }
+                    s.waiters.append(Waiter(token: token, predicate: predicate, continuation: continuation))
+                    return nil
+                }
+                if let outcome { continuation.resume(with: outcome) }
+                // Cancelled before the waiter was in place: the handler found nothing to remove.
+                if outcome == nil && Task.isCancelled { removeWaiter(token)?.continuation.resume(throwing: CancellationError()) }
             }
-            if let outcome { continuation.resume(with: outcome) }
+        } onCancel: {
+            self.removeWaiter(token)?.continuation.resume(throwing: CancellationError())
         }
     }
 
+    private func removeWaiter(_ token: Int) -> Waiter? {
+        state.withLock { s in
+            guard let index = s.waiters.firstIndex(where: { $0.token == token }) else { return nil }
+            return s.waiters.remove(at: index)
+        }
+    }
+
+    /// Sends with `send` and waits for the reply echoing `id`; cancellable like ``next(on:timeout:what:_:)``.
     func reply(to id: RequestID, on loop: any EventLoop, timeout: Double, send: () -> Void) async throws -> ServerFrame {
         let timer = loop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
             let waiting = self.state.withLock { $0.replies.removeValue(forKey: id) }
             waiting?.resume(throwing: ParleyClient.ClientError.timedOut("the reply to request \(id)"))
         }
         defer { timer.cancel() }
-        return try await withCheckedThrowingContinuation { continuation in
-            let closed = state.withLock { s in
-                if s.closed { return true }
-                s.replies[id] = continuation
-                return false
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let closed = state.withLock { s in
+                    if s.closed { return true }
+                    s.replies[id] = continuation
+                    return false
+                }
+                if closed {
+                    continuation.resume(throwing: ParleyClient.ClientError.closed)
+                } else if Task.isCancelled {
+                    state.withLock { $0.replies.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+                } else {
+                    send()
+                }
             }
-            if closed {
-                continuation.resume(throwing: ParleyClient.ClientError.closed)
-            } else {
-                send()
-            }
+        } onCancel: {
+            self.state.withLock { $0.replies.removeValue(forKey: id) }?.resume(throwing: CancellationError())
         }
     }
 }
 
-/// Splits the byte stream into frames, decodes them into the inbox, and answers the server's pings.
-///
-/// It frames by itself (with ``FrameDecoder/next(from:maxFrameSize:)``) instead of sitting behind
-/// a `ByteToMessageHandler`: a client reads thousands of small frames per read in the benchmark,
-/// and walking them in place saves a pipeline hop per frame.
+/// Frames the byte stream in place with NIO's single-step decoding (the same ``FrameDecoder``
+/// as the server, no pipeline hop per frame), decodes each frame into the inbox, and answers the
+/// server's pings.
 /// Thread safety: a `ChannelHandler`; used on its channel's event loop only.
 final class ClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
@@ -123,34 +140,21 @@ final class ClientHandler: ChannelInboundHandler {
 
     let inbox: Inbox
     let rawFrame: (@Sendable (ByteBuffer) -> Bool)?
-    let maxFrameSize: Int
-    /// Bytes of an incomplete frame from the previous read.
-    private var partial: ByteBuffer?
+    private var processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
 
     init(inbox: Inbox, maxFrameSize: Int, rawFrame: (@Sendable (ByteBuffer) -> Bool)?) {
         self.inbox = inbox
-        self.maxFrameSize = maxFrameSize
         self.rawFrame = rawFrame
+        self.processor = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxFrameSize: maxFrameSize), maximumBufferSize: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        if var earlier = partial {
-            earlier.writeImmutableBuffer(buffer)
-            buffer = earlier
-            partial = nil
-        }
         do {
-            while let payload = try FrameDecoder.next(from: &buffer, maxFrameSize: maxFrameSize) {
+            try processor.process(buffer: unwrapInboundIn(data)) { payload in
                 handle(payload, context: context)
             }
         } catch {
             context.close(promise: nil)
-            return
-        }
-        if buffer.readableBytes > 0 {
-            buffer.discardReadBytes()
-            partial = buffer
         }
     }
 

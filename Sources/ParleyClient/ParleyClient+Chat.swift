@@ -20,16 +20,16 @@ extension ParleyClient {
         try await request(.guest(name: name))
     }
 
-    /// Posts to `general` or a group and returns the stored message (the acknowledgement).
+    /// Sends `text` to `general` or a group and returns the stored message (the acknowledgement).
     @discardableResult
-    public func say(_ text: String, in room: String = "general", timeout: Double = 10) async throws -> WireMessage {
-        try Self.stored(try await request(.say(room: room, text: text), timeout: timeout))
+    public func send(_ text: String, in room: String = "general", timeout: Double = 10) async throws -> WireMessage {
+        try Self.stored(try await request(.send(.room(room), text: text), timeout: timeout))
     }
 
-    /// Sends a private message and returns it as stored.
+    /// Sends `text` privately to `user` and returns it as stored.
     @discardableResult
-    public func message(_ user: String, _ text: String) async throws -> WireMessage {
-        try Self.stored(try await request(.direct(to: user, text: text)))
+    public func send(_ text: String, to user: String, timeout: Double = 10) async throws -> WireMessage {
+        try Self.stored(try await request(.send(.with(user), text: text), timeout: timeout))
     }
 
     static func stored(_ frame: ServerFrame) throws -> WireMessage {
@@ -41,7 +41,8 @@ extension ParleyClient {
 
     /// Waits for the next chat message event matching `predicate`.
     public func nextMessage(timeout: Double = 10, where predicate: @escaping @Sendable (WireMessage) -> Bool = { _ in true }) async throws -> WireMessage {
-        let frame = try await next(timeout: timeout, "a message") { frame in frame.chatMessage.map(predicate) ?? false }
-        return frame.chatMessage!
+        let event = try await next(timeout: timeout, "a message") { event in event.message.map(predicate) ?? false }
+        guard let message = event.message else { throw ClientError.closed }
+        return message
     }
 }

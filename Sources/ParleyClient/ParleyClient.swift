@@ -15,10 +15,13 @@ public final class ParleyClient: Sendable {
     public enum ClientError: Error, Sendable, Hashable, CustomStringConvertible {
         case timedOut(String)
         case closed
+        /// Negative integer ids are the client's own (see ``request(_:timeout:)``).
+        case reservedID(RequestID)
         public var description: String {
             switch self {
             case .timedOut(let what): "timed out waiting for \(what)"
             case .closed: "the connection is closed"
+            case .reservedID(let id): "request id \(id) is reserved: negative integers are the client's own"
             }
         }
     }
@@ -27,6 +30,8 @@ public final class ParleyClient: Sendable {
     let inbox: Inbox
     /// The server's greeting.
     public let hello: ServerFrame
+    /// Ids of awaited requests count down from -1; callers of ``send(_:id:)`` may not use
+    /// negative integers, so a reply can never be routed to the wrong request.
     private let nextID = Atomic<Int64>(1)
     private let ownsGroup: (any EventLoopGroup)?
 
@@ -82,8 +87,10 @@ public final class ParleyClient: Sendable {
 
     // MARK: Sending
 
-    /// Writes a request without waiting for anything.
-    public func send(_ request: ClientRequest, id: RequestID? = nil) {
+    /// Writes a request without waiting for anything; its reply (carrying `id`) arrives as an event frame.
+    /// - Throws: ``ClientError/reservedID(_:)`` for a negative integer id.
+    public func send(_ request: ClientRequest, id: RequestID? = nil) throws {
+        if case .int(let value)? = id, value < 0 { throw ClientError.reservedID(id!) }
         write(RequestEnvelope(id: id, request))
     }
 
@@ -103,7 +110,7 @@ public final class ParleyClient: Sendable {
     /// - Throws: ``ParleyError`` when the server answers with an error; ``ClientError`` on timeout or close.
     @discardableResult
     public func request(_ request: ClientRequest, timeout: Double = 10) async throws -> ServerFrame {
-        let id = RequestID.int(nextID.add(1, ordering: .relaxed).oldValue)
+        let id = RequestID.int(-nextID.add(1, ordering: .relaxed).oldValue)
         let reply = try await inbox.reply(to: id, on: channel.eventLoop, timeout: timeout) {
             self.write(RequestEnvelope(id: id, request))
         }
@@ -113,19 +120,34 @@ public final class ParleyClient: Sendable {
 
     // MARK: Events
 
-    /// The next event (a frame that is not a reply) matching `predicate`; earlier events that do
-    /// not match stay queued for later calls.
-    public func next(timeout: Double = 10, _ what: String = "an event", where predicate: @escaping @Sendable (ServerFrame) -> Bool = { _ in true }) async throws -> ServerFrame {
+    /// The next event matching `predicate`; earlier events that do not match stay queued for later
+    /// calls. Cancelling the task ends the wait with `CancellationError`.
+    /// - Throws: ``ClientError/timedOut(_:)`` after `timeout` seconds, ``ClientError/closed``.
+    public func next(timeout: Double = 10, _ what: String = "an event", where predicate: @escaping @Sendable (ClientEvent) -> Bool = { _ in true }) async throws -> ClientEvent {
+        ClientEvent(try await nextFrame(timeout: timeout, what) { predicate(ClientEvent($0)) })
+    }
+
+    /// The same as ``next(timeout:_:where:)`` on raw frames (including replies to ``send(_:id:)``).
+    public func nextFrame(timeout: Double = 10, _ what: String = "a frame", where predicate: @escaping @Sendable (ServerFrame) -> Bool = { _ in true }) async throws -> ServerFrame {
         try await inbox.next(on: channel.eventLoop, timeout: timeout, what: what, predicate)
     }
 
-    /// Every event (each frame that is not a reply to a request), in order, as a stream that
-    /// ends when the connection closes. Events already queued come first; while the stream is
-    /// in use, ``next(timeout:_:where:)`` only sees events it was already waiting for.
-    public func events() -> AsyncStream<ServerFrame> { inbox.makeStream() }
+    /// Every event, in order, as a stream that ends when the connection closes. Events already
+    /// queued come first; while the stream is in use, ``next(timeout:_:where:)`` only sees
+    /// events it was already waiting for.
+    public func events() -> AsyncStream<ClientEvent> {
+        let frames = inbox.makeStream()
+        return AsyncStream { continuation in
+            let task = Task {
+                for await frame in frames { continuation.yield(ClientEvent(frame)) }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
 
     /// Events received and not yet taken.
-    public var pendingEvents: [ServerFrame] { inbox.state.withLock { $0.buffered } }
+    public var pendingEvents: [ClientEvent] { inbox.state.withLock { $0.buffered.map(ClientEvent.init) } }
 
     /// Drops queued events.
     public func clearEvents() { inbox.state.withLock { $0.buffered.removeAll() } }

@@ -1,3 +1,5 @@
+import Collections
+
 /// A group: a room with an owner and members, open or invite-only.
 /// Thread safety: a value type; `Sendable`.
 public struct Group: Sendable, Hashable {
@@ -8,8 +10,8 @@ public struct Group: Sendable, Hashable {
     /// The owner's user key.
     public var owner: String
     public var inviteOnly: Bool
-    /// Member user keys, longest-standing first.
-    public var members: [String]
+    /// Member user keys, longest-standing first (ordered, with constant-time lookup).
+    public var members: OrderedSet<String>
     /// User keys holding an unused invitation.
     public var invited: Set<String>
 
@@ -18,7 +20,7 @@ public struct Group: Sendable, Hashable {
         self.name = name
         self.owner = owner
         self.inviteOnly = inviteOnly
-        self.members = members
+        self.members = OrderedSet(members)
         self.invited = invited
     }
 

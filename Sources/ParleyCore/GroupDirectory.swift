@@ -26,20 +26,52 @@ public struct GroupDirectory: Sendable {
     }
 
     private var byKey: [String: Group] = [:]
+    /// Group key by id.
+    private var keyByID: [Int64: String] = [:]
+    /// The ids of each user's groups.
+    private var memberships: [String: Set<Int64>] = [:]
     private var nextID: Int64
 
     /// - Parameters:
     ///   - groups: groups loaded from storage.
     ///   - nextID: the id the next created group gets (greater than any id ever used).
     public init(groups: [Group] = [], nextID: Int64 = 1) {
-        for group in groups { byKey[group.key] = group }
         self.nextID = max(nextID, (groups.map(\.id).max() ?? 0) + 1)
+        for group in groups { store(group) }
     }
 
+    /// Every group, sorted by key.
     public var all: [Group] { byKey.values.sorted { $0.key < $1.key } }
+    public var count: Int { byKey.count }
     public func group(named name: String) -> Group? { byKey[Names.key(name)] }
-    public func group(id: Int64) -> Group? { byKey.values.first { $0.id == id } }
-    public func groups(of user: String) -> [Group] { all.filter { $0.isMember(user) } }
+    public func group(id: Int64) -> Group? { keyByID[id].flatMap { byKey[$0] } }
+    /// The ids of the groups `user` is a member of.
+    public func groupIDs(of user: String) -> Set<Int64> { memberships[user] ?? [] }
+    /// The groups `user` is a member of, sorted by key.
+    public func groups(of user: String) -> [Group] {
+        groupIDs(of: user).compactMap { group(id: $0) }.sorted { $0.key < $1.key }
+    }
+
+    /// Puts `group` in place of its previous state, keeping the indexes up to date.
+    private mutating func store(_ group: Group) {
+        if let old = byKey[group.key] {
+            for user in old.members where !group.members.contains(user) { unindex(user, group.id) }
+        }
+        byKey[group.key] = group
+        keyByID[group.id] = group.key
+        for user in group.members { memberships[user, default: []].insert(group.id) }
+    }
+
+    private mutating func discard(_ group: Group) {
+        guard let old = byKey.removeValue(forKey: group.key) else { return }
+        keyByID[old.id] = nil
+        for user in old.members { unindex(user, old.id) }
+    }
+
+    private mutating func unindex(_ user: String, _ id: Int64) {
+        memberships[user]?.remove(id)
+        if memberships[user]?.isEmpty == true { memberships[user] = nil }
+    }
 
     private func existing(_ name: String) throws(ParleyError) -> Group {
         guard let group = byKey[Names.key(name)] else {
@@ -64,7 +96,7 @@ public struct GroupDirectory: Sendable {
         }
         let group = Group(id: nextID, name: name, owner: user, inviteOnly: inviteOnly, members: [user])
         nextID += 1
-        byKey[group.key] = group
+        store(group)
         return Outcome(group: group, mutations: [.create(group)], notices: [])
     }
 
@@ -83,8 +115,8 @@ public struct GroupDirectory: Sendable {
         }
         group.members.append(user)
         mutations.append(.addMember(groupID: group.id, user: user))
-        byKey[group.key] = group
-        return Outcome(group: group, mutations: mutations, notices: [Notice(event: .joined(user: user), recipients: group.members)])
+        store(group)
+        return Outcome(group: group, mutations: mutations, notices: [Notice(event: .joined(user: user), recipients: group.members.elements)])
     }
 
     /// Removes `user`; an owner who leaves hands the group to the longest-standing member,
@@ -111,22 +143,22 @@ public struct GroupDirectory: Sendable {
 
     private mutating func departure(of user: String, from group: inout Group, event: GroupEvent) -> Outcome {
         let before = group.members
-        group.members.removeAll { $0 == user }
+        group.members.remove(user)
         if group.members.isEmpty {
-            byKey[group.key] = nil
+            discard(group)
             return Outcome(
                 group: group,
                 mutations: [.removeMember(groupID: group.id, user: user), .delete(groupID: group.id)],
-                notices: [Notice(event: event, recipients: before)])
+                notices: [Notice(event: event, recipients: before.elements)])
         }
         var mutations: [GroupMutation] = [.removeMember(groupID: group.id, user: user)]
-        var notices = [Notice(event: event, recipients: before)]
+        var notices = [Notice(event: event, recipients: before.elements)]
         if group.owner == user {
             group.owner = group.members[0]
             mutations.append(.setOwner(groupID: group.id, user: group.owner))
-            notices.append(Notice(event: .ownerChanged(user: group.owner), recipients: group.members))
+            notices.append(Notice(event: .ownerChanged(user: group.owner), recipients: group.members.elements))
         }
-        byKey[group.key] = group
+        store(group)
         return Outcome(group: group, mutations: mutations, notices: notices)
     }
 
@@ -137,7 +169,7 @@ public struct GroupDirectory: Sendable {
             throw ParleyError(.alreadyMember, "\(target) is already in '\(group.name)'")
         }
         group.invited.insert(target)
-        byKey[group.key] = group
+        store(group)
         return Outcome(group: group, mutations: [.addInvitation(groupID: group.id, user: target, by: user)], notices: [])
     }
 
@@ -145,10 +177,10 @@ public struct GroupDirectory: Sendable {
     public mutating func setInviteOnly(_ inviteOnly: Bool, for name: String, by user: String) throws(ParleyError) -> Outcome {
         var group = try owned(name, by: user)
         group.inviteOnly = inviteOnly
-        byKey[group.key] = group
+        store(group)
         return Outcome(
             group: group, mutations: [.setInviteOnly(groupID: group.id, inviteOnly)],
-            notices: [Notice(event: .modeChanged(inviteOnly: inviteOnly), recipients: group.members)])
+            notices: [Notice(event: .modeChanged(inviteOnly: inviteOnly), recipients: group.members.elements)])
     }
 
     /// The owner hands the group to another member.
@@ -158,16 +190,16 @@ public struct GroupDirectory: Sendable {
             throw ParleyError(.notAMember, "\(target) is not in '\(group.name)'")
         }
         group.owner = target
-        byKey[group.key] = group
+        store(group)
         return Outcome(
             group: group, mutations: [.setOwner(groupID: group.id, user: target)],
-            notices: [Notice(event: .ownerChanged(user: target), recipients: group.members)])
+            notices: [Notice(event: .ownerChanged(user: target), recipients: group.members.elements)])
     }
 
     /// The owner deletes the group.
     public mutating func delete(_ name: String, by user: String) throws(ParleyError) -> Outcome {
         let group = try owned(name, by: user)
-        byKey[group.key] = nil
-        return Outcome(group: group, mutations: [.delete(groupID: group.id)], notices: [Notice(event: .deleted, recipients: group.members)])
+        discard(group)
+        return Outcome(group: group, mutations: [.delete(groupID: group.id)], notices: [Notice(event: .deleted, recipients: group.members.elements)])
     }
 }

@@ -42,18 +42,32 @@ public enum Names {
             throw ParleyError(.invalidGroupName, "'general' is the general room and cannot be a group name")
         }
     }
+}
 
-    /// A free guest name: `wanted` itself, or `wanted` with the smallest numeric suffix (2, 3, …)
-    /// for which `isTaken` says no. The stem is shortened so the result stays within 32 characters.
-    public static func guestName(for wanted: String, isTaken: (String) -> Bool) -> String {
-        if !isTaken(key(wanted)) { return wanted }
-        var n = 2
+/// Hands out guest names: the wanted name, or the wanted name with a numeric suffix. It
+/// remembers the next suffix to try for each stem, so a crowd of guests all asking for `bob`
+/// costs one check each instead of a walk through every `bob2`, `bob3`, ….
+/// Thread safety: a value type; the hub keeps one inside its lock.
+public struct GuestNamer: Sendable {
+    private var nextSuffix: [String: Int] = [:]
+    /// Stems remembered at most; past it the memory starts again (suffixes are then re-checked from 2).
+    public static let maxStems = 10_000
+
+    public init() {}
+
+    public mutating func name(for wanted: String, isTaken: (String) -> Bool) -> String {
+        let stemKey = Names.key(wanted)
+        if !isTaken(stemKey) { return wanted }
+        if nextSuffix.count >= Self.maxStems { nextSuffix.removeAll() }
+        var n = nextSuffix[stemKey] ?? 2
         while true {
             let suffix = String(n)
-            let stem = String(wanted.prefix(maxLength - suffix.count))
-            let candidate = stem + suffix
-            if !isTaken(key(candidate)) { return candidate }
+            let candidate = String(wanted.prefix(Names.maxLength - suffix.count)) + suffix
             n += 1
+            if !isTaken(Names.key(candidate)) {
+                nextSuffix[stemKey] = n
+                return candidate
+            }
         }
     }
 }

@@ -1,38 +1,37 @@
 import NIOCore
 import ParleyCore
 import ParleyStore
-import ParleyWire
 
 extension Hub {
     /// Checks and queues a message for storage; once stored it is delivered to the room and
     /// acknowledged to the sender (see ``dispatchCommitted()``). Runs on the session's loop.
-    func post(_ target: ClientRequest.Target, text: String, id: RequestID?, from session: Session) throws(ParleyError) {
+    func send(_ target: Target, text: String, id: RequestID?, from session: Session) throws(ParleyError) {
         try limits.validateText(text)
         let me = session.identity
         let place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
         let message = NewMessage(sender: me.name, senderKey: me.storageKey, room: place.room, roomName: place.name,
                                  peerKey: place.peer?.storageKey, text: text)
         session.sendStarted()
-        store.commits.enqueue(.message(message) { [self] result in
+        commits.enqueue(.message(message) { [self] result in
             switch result {
             case .success(let stored):
                 committed.withLock { $0.append(Committed(message: stored, sender: session, requestID: id)) }
             case .failure(let error):
                 session.logger.error("storing a message failed", metadata: ["error": "\(error)"])
                 session.loop.execute { session.sendFinished() }
-                session.send(.error(ParleyError(.storageFailed, "the message could not be stored; it was not sent"), id: id))
+                session.sendEncoded(session.encoder.encodeError(
+                    ParleyError(.storageFailed, "the message could not be stored; it was not sent"), id: id, allocator: allocator))
             }
         })
     }
 
     /// A page of history: up to `limit` messages before `before`, oldest first, with `more` set
     /// when older ones exist. Only rooms the user may read.
-    func history(_ target: ClientRequest.Target, before: Int64?, limit: Int?, id: RequestID?, for session: Session) -> EventLoopFuture<ServerFrame> {
+    func history(_ target: Target, before: Int64?, limit: Int?, for session: Session) -> EventLoopFuture<HistoryPage> {
         let loop = session.loop
         let me = session.identity
         let pageSize = limit ?? 50
-        let room: Room
-        var frame = ServerFrame(type: "history", id: id)
+        let place: HubState.Place
         do {
             if pageSize < 1 || pageSize > limits.maxHistoryPage {
                 throw ParleyError(.badRequest, "'limit' must be between 1 and \(limits.maxHistoryPage)")
@@ -40,27 +39,21 @@ extension Hub {
             if me.guest, case .with = target {
                 throw ParleyError(.guestNotAllowed, "guests have no stored private conversations")
             }
-            let place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
-            room = place.room
-            if place.peer == nil { frame.room = place.name } else { frame.with = place.name }
+            place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
         } catch {
             return loop.makeFailedFuture(error)
         }
-        let store = self.store
-        let reply = frame
+        let storage = self.storage
         return offload(on: loop) {
-            let page = try store.history(room, before: before, limit: pageSize + 1)
-            var frame = reply
-            frame.more = page.count > pageSize
-            frame.messages = page.suffix(pageSize).map(WireMessage.init)
-            return frame
+            let page = try storage.history(place.room, before: before, limit: pageSize + 1)
+            return HistoryPage(name: place.name, isPrivate: place.peer != nil, messages: Array(page.suffix(pageSize)), more: page.count > pageSize)
         }
     }
 }
 
 extension HubState {
     /// Where a `send` or `history` request points, once checked.
-    struct Place {
+    struct Place: Sendable {
         var room: Room
         /// `general`, the group's name, or the other user's name.
         var name: String
@@ -71,7 +64,7 @@ extension HubState {
     /// Resolves a request's room or user to a place `me` may use: the general room, a group `me`
     /// is a member of (`NO_SUCH_GROUP`, `NOT_A_MEMBER`), or a private conversation with a known
     /// user (`USER_NOT_FOUND`).
-    func resolve(_ target: ClientRequest.Target, for me: Identity) throws(ParleyError) -> Place {
+    func resolve(_ target: Target, for me: Identity) throws(ParleyError) -> Place {
         switch target {
         case .room(let name) where Names.key(name) == Room.generalName:
             return Place(room: .general, name: Room.generalName)
@@ -99,7 +92,7 @@ extension HubState {
     func peer(named name: String) throws(ParleyError) -> Identity {
         let key = Names.key(name)
         if let registered = accounts[key] { return Identity(name: registered, guest: false) }
-        if let session = online[key]?.first { return session.identity }
+        if let user = users[key] { return user.identity }
         throw ParleyError(.userNotFound, "there is no user '\(name)'")
     }
 }

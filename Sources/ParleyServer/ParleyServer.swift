@@ -8,35 +8,48 @@ import ParleyWire
 import ServiceLifecycle
 import Synchronization
 
-/// The Parley server: storage, hub and the native TCP listener, as one ServiceLifecycle `Service`.
+/// The Parley server: storage, the hub and every listener, as one ServiceLifecycle `Service`.
 ///
-/// `parley serve` and the tests both build it from a ``ServerConfiguration``; tests bind port 0
-/// and read ``port``. Shutdown tells every client, closes the connections, writes what is
-/// pending to the database, and stops the threads.
+/// This is the one way to build a server: `parley serve` and every end-to-end test call
+/// ``init(configuration:storage:logger:)`` with a ``ServerConfiguration`` (resolved from flags,
+/// environment and file by ``ServerConfiguration/resolve(file:environment:flags:)``), then
+/// ``start()``. Every listener runs on one shared event-loop group; tests bind port 0 and read
+/// ``port`` (or ``port(of:)``). Shutdown tells every client, closes the connections, writes what
+/// is pending to the database, and stops the threads.
 /// Thread safety: `Sendable`; ``start()``, ``run()`` and ``shutdown()`` may be called from any task.
 public final class ParleyServer: Service, Sendable {
     public let configuration: ServerConfiguration
-    public let store: Store
+    /// Where everything is stored (SQLite unless another store was given).
+    public let storage: any Storage
+    let commits: CommitQueue
     let hub: Hub
     let group: MultiThreadedEventLoopGroup
     let threadPool: NIOThreadPool
     let logger: Logger
-    private let listener = Mutex<(any Channel)?>(nil)
-    private let connections = Mutex<[ObjectIdentifier: any Channel]>([:])
+    let listeners: [any Listener]
+    private let bound = Mutex<[String: any Channel]>([:])
+    private let connections = Mutex<[ObjectIdentifier: (channel: any Channel, listener: Int)]>([:])
     private let stopped = Mutex(false)
 
-    /// Opens the store (creating and migrating it) and prepares the threads; does not listen yet.
+    /// Opens the store (creating and migrating the SQLite file unless `storage` is given) and
+    /// prepares the threads and listeners; does not listen yet.
+    /// - Parameter storage: a store to use instead of SQLite in `configuration.dataDirectory`
+    ///   (tests inject one that fails on demand).
     /// - Throws: when the data directory or database cannot be opened.
-    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "parley")) throws {
+    public init(configuration: ServerConfiguration, storage: (any Storage)? = nil, logger: Logger = Logger(label: "parley")) throws {
         self.configuration = configuration
         self.logger = logger
         let threads = configuration.threads > 0 ? configuration.threads : System.coreCount
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         threadPool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
         threadPool.start()
+        listeners = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration)]
         do {
-            store = try Store(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
-            hub = try Hub(store: store, configuration: configuration, loops: Array(group.makeIterator()), threadPool: threadPool, logger: logger)
+            let storage = try storage ?? SQLiteStore(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
+            self.storage = storage
+            commits = CommitQueue(writer: storage, lastMessageID: try storage.lastMessageID(), logger: logger)
+            hub = try Hub(storage: storage, commits: commits, configuration: configuration, loops: Array(group.makeIterator()),
+                          threadPool: threadPool, encoders: [NativeEncoder()], logger: logger)
         } catch {
             try? threadPool.syncShutdownGracefully()
             try? group.syncShutdownGracefully()
@@ -45,43 +58,22 @@ public final class ParleyServer: Service, Sendable {
     }
 
     /// The port the native listener is bound to, once started.
-    public var port: Int? { listener.withLock { $0?.localAddress?.port } }
+    public var port: Int? { port(of: "native") }
 
-    /// Binds the native protocol listener.
+    /// The port of the listener named `name` (`native`), once started.
+    public func port(of name: String) -> Int? { bound.withLock { $0[name]?.localAddress?.port } }
+
+    /// Binds every listener.
+    /// - Returns: the native listener's port.
     @discardableResult
     public func start() async throws -> Int {
-        let hub = self.hub
-        let logger = self.logger
-        let limits = configuration.limits
-        let idle = configuration.idleTimeout
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 4096)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
-            // Each channel keeps up to maxMessagesPerRead receive buffers for reuse: one small
-            // buffer that grows only for busy clients keeps idle connections cheap.
-            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 1)
-            .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
-            .childChannelOption(
-                ChannelOptions.writeBufferWaterMark,
-                value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
-            .childChannelInitializer { [weak self] channel in
-                self?.track(channel)
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(readTimeout: .milliseconds(Int64(idle * 1000))),
-                        ByteToMessageHandler(FrameDecoder(maxFrameSize: limits.maxFrameSize)),
-                        Connection(hub: hub, logger: logger),
-                    ])
-                }
-            }
-        let channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
-        listener.withLock { $0 = channel }
-        let port = channel.localAddress?.port ?? configuration.port
+        for (index, listener) in listeners.enumerated() {
+            let channel = try await listener.bind(hub: hub, group: group, track: { [weak self] in self?.track($0, listener: index) }, logger: logger)
+            bound.withLock { $0[listener.name] = channel }
+            logger.info("listening", metadata: ["address": "\(listener.host):\(channel.localAddress?.port ?? listener.port)", "protocol": "\(listener.name)"])
+        }
         startMemoryTrim()
-        logger.info("listening", metadata: ["address": "\(configuration.host):\(port)", "protocol": "native"])
-        return port
+        return port ?? configuration.port
     }
 
     /// Every 10 s, hands memory freed after bursts (a crowd logging in, a flood of messages) back
@@ -98,9 +90,9 @@ public final class ParleyServer: Service, Sendable {
         #endif
     }
 
-    private func track(_ channel: any Channel) {
+    private func track(_ channel: any Channel, listener: Int) {
         let id = ObjectIdentifier(channel)
-        connections.withLock { $0[id] = channel }
+        connections.withLock { $0[id] = (channel, listener) }
         channel.closeFuture.whenComplete { [weak self] _ in
             _ = self?.connections.withLock { $0.removeValue(forKey: id) }
         }
@@ -118,27 +110,20 @@ public final class ParleyServer: Service, Sendable {
         guard stopped.withLock({ was in defer { was = true }; return !was }) else { return }
         logger.info("shutting down")
         hub.state.withLock { $0.shuttingDown = true }
-        if let listener = listener.withLock({ $0 }) {
-            try? await listener.close()
+        for channel in bound.withLock({ Array($0.values) }) {
+            try? await channel.close()
         }
         let open = connections.withLock { Array($0.values) }
-        var notice = ServerFrame(type: "shutdown")
-        notice.message = "the server is shutting down"
-        for channel in open {
-            channel.eventLoop.execute {
-                let timer = channel.eventLoop.scheduleTask(in: .seconds(3)) { channel.close(promise: nil) }
-                channel.writeAndFlush(notice.frame(allocator: channel.allocator)).whenComplete { _ in
-                    timer.cancel()
-                    channel.close(promise: nil)
-                }
-            }
+        let listeners = self.listeners
+        for (channel, index) in open {
+            channel.eventLoop.execute { listeners[index].farewell(channel, message: "the server is shutting down") }
         }
-        for channel in open {
+        for (channel, _) in open {
             try? await channel.closeFuture.get()
         }
         // Each closed session queued its read position; write everything that is pending.
-        let store = self.store
-        try? await threadPool.runIfActive { store.close() }
+        let commits = self.commits
+        try? await threadPool.runIfActive { commits.close() }
         try? await threadPool.shutdownGracefully()
         try? await group.shutdownGracefully()
         logger.info("stopped")

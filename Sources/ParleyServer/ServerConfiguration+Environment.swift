@@ -1,3 +1,4 @@
+import Foundation
 import ParleyStore
 
 extension ServerConfiguration {
@@ -10,7 +11,7 @@ extension ServerConfiguration {
     public static let environmentKeys = [
         "PARLEY_HOST", "PARLEY_PORT", "PARLEY_DATA_DIR", "PARLEY_NAME", "PARLEY_MAX_FRAME", "PARLEY_MAX_TEXT",
         "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
-        "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_THREADS",
+        "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
     ]
 
     /// The defaults overridden by `PARLEY_*` variables (see README and `docs/parley.env.example`).
@@ -54,6 +55,31 @@ extension ServerConfiguration {
         loginTimeout = try double("PARLEY_LOGIN_TIMEOUT") ?? loginTimeout
         idleTimeout = try double("PARLEY_IDLE_TIMEOUT") ?? idleTimeout
         threads = try int("PARLEY_THREADS") ?? threads
+        presenceThreshold = try int("PARLEY_PRESENCE_LIMIT") ?? presenceThreshold
+    }
+
+    /// The one place settings are combined, used by `parley serve` and the tests alike: the
+    /// defaults, then the settings file, then the environment, then the command line's flags
+    /// (given as `PARLEY_*` keys, so each flag and its variable are one setting). Later wins.
+    /// - Parameters:
+    ///   - file: a settings file of `PARLEY_*=value` lines, if any.
+    ///   - environment: the process environment (only `PARLEY_*` keys are read).
+    ///   - flags: settings from the command line, keyed like the environment.
+    /// - Throws: ``InvalidSetting`` for an unreadable file or a bad value, naming it.
+    public static func resolve(file: String? = nil, environment: [String: String] = [:], flags: [String: String] = [:]) throws -> ServerConfiguration {
+        var values: [String: String] = [:]
+        if let file {
+            let text: String
+            do { text = try String(contentsOfFile: file, encoding: .utf8) } catch {
+                throw InvalidSetting(description: "cannot read the settings file \(file): \(error.localizedDescription)")
+            }
+            values = try parseEnvironmentFile(text)
+        }
+        values.merge(environment.filter { $0.key.hasPrefix("PARLEY_") }) { _, later in later }
+        values.merge(flags) { _, later in later }
+        let configuration = try ServerConfiguration(environment: values)
+        try configuration.validate()
+        return configuration
     }
 
     /// Checks ranges that every source of settings must respect.
@@ -61,6 +87,7 @@ extension ServerConfiguration {
         guard limits.maxFrameSize >= 1024 else { throw InvalidSetting(description: "the maximum frame size must be at least 1024 bytes") }
         guard (0...65535).contains(port) else { throw InvalidSetting(description: "the port must be 0-65535") }
         guard (4...31).contains(bcryptCost) else { throw InvalidSetting(description: "the bcrypt cost must be 4-31") }
+        guard presenceThreshold >= 0 else { throw InvalidSetting(description: "the presence limit must be 0 or more") }
         guard limits.maxMessageLength >= 1, limits.replayLimit >= 0, limits.maxOutboxBytes >= 4096 else {
             throw InvalidSetting(description: "text length, replay limit and outbox must be positive (outbox at least 4096)")
         }
@@ -85,4 +112,3 @@ extension ServerConfiguration {
     }
 }
 
-import Foundation

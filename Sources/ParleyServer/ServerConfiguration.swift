@@ -28,6 +28,9 @@ public struct ServerConfiguration: Sendable {
     public var durability: Durability = .normal
     /// Event loop threads; 0 means one per core.
     public var threads = 0
+    /// Below this many users online, every arrival and departure is sent to everyone; at or above
+    /// it, only to those with an interest (docs/PROTOCOL.md, "Presence").
+    public var presenceThreshold = 100
 
     public init() {}
 }

@@ -1,26 +1,27 @@
 import Logging
 import NIOCore
 import ParleyCore
-import ParleyWire
 
-/// One logged-in connection of a user. A user may have several sessions; each gets every event.
+/// One logged-in connection of a user, whatever its transport. A user may have several sessions;
+/// each gets every event.
 ///
-/// The hub holds sessions in snapshots and hands them deliveries grouped by event loop; every
-/// method except ``send(_:)`` runs on the session's own event loop.
+/// The hub holds sessions in sets split by event loop and hands them deliveries grouped by loop;
+/// the session keeps its read position, holds live deliveries back while the login replay is
+/// read, enforces the outbox bound and counts the sends awaiting storage, and writes through its
+/// ``SessionSink``.
 /// Thread safety: `Sendable`. Immutable fields are set at login; the mutable delivery state lives
-/// in a `NIOLoopBoundBox`, so it is only touched on `loop` (checked at run time).
-public final class Session: Sendable, CustomStringConvertible {
+/// in a `NIOLoopBoundBox`, so it is only touched on the sink's loop (checked at run time). Every
+/// method except ``send(_:)`` runs on that loop.
+public final class Session: Sendable, Hashable, CustomStringConvertible {
     struct DeliveryState {
-        /// While the login replay is being read from storage, live messages wait here.
+        /// While the login replay is being read from storage, live deliveries wait here.
         var replaying = true
         var held: [(ByteBuffer, Int64)] = []
         var heldBytes = 0
-        /// The highest message id written to this connection.
-        var lastDelivered: Int64
-        /// Frames queued since the last flush, copied into one chunk of at most ``chunkSize``
-        /// bytes (a full chunk is written and a new one started): one write per session per
-        /// batch instead of one per frame.
-        var outbox: ByteBuffer?
+        /// The id of the newest message written to this session.
+        var readPosition: Int64
+        /// Whether something was written since the last flush.
+        var flushOwed = false
         var closing = false
         /// Sends awaiting storage; reading pauses above the limit.
         var inflight = 0
@@ -29,28 +30,35 @@ public final class Session: Sendable, CustomStringConvertible {
 
     public let id: Int
     public let identity: Identity
-    public let channel: any Channel
-    public let loop: any EventLoop
-    /// Index of `loop` in the hub's loop list, for grouping deliveries.
+    public let sink: any SessionSink
+    public var loop: any EventLoop { sink.eventLoop }
+    /// Index of the sink's loop in the hub's loop list, for grouping deliveries.
     let loopIndex: Int
+    let format: Int
     let state: NIOLoopBoundBox<DeliveryState>
+    let encoder: any EventEncoder
     let limits: Limits
     let maxInflight: Int
     /// The server's logger; ``logger`` adds this session's metadata when something is logged,
     /// so an idle session holds no metadata of its own.
     let baseLogger: Logger
 
-    init(id: Int, identity: Identity, channel: any Channel, loopIndex: Int, watermark: Int64, limits: Limits, maxInflight: Int, logger: Logger) {
+    init(id: Int, identity: Identity, sink: any SessionSink, encoder: any EventEncoder, loopIndex: Int, readPosition: Int64,
+         limits: Limits, maxInflight: Int, logger: Logger) {
         self.id = id
         self.identity = identity
-        self.channel = channel
-        self.loop = channel.eventLoop
+        self.sink = sink
+        self.encoder = encoder
+        self.format = sink.format.index
         self.loopIndex = loopIndex
-        self.state = NIOLoopBoundBox(DeliveryState(lastDelivered: watermark), eventLoop: channel.eventLoop)
+        self.state = NIOLoopBoundBox(DeliveryState(readPosition: readPosition), eventLoop: sink.eventLoop)
         self.limits = limits
         self.maxInflight = maxInflight
         self.baseLogger = logger
     }
+
+    public static func == (a: Session, b: Session) -> Bool { a === b }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
 
     /// A logger with `user` and `session` metadata.
     var logger: Logger {
@@ -62,20 +70,20 @@ public final class Session: Sendable, CustomStringConvertible {
 
     public var description: String { "session \(id) of \(identity.name)" }
 
-    /// Queues `buffer` (a whole frame) for this connection without flushing. On the loop only.
+    /// Queues `bytes` (a whole frame of this session's format) without flushing. On the loop only.
     ///
-    /// State is decided inside the loop-bound box and the channel is called only after leaving it:
-    /// a write or close can re-enter this session (a failed write closes the channel, whose
-    /// `channelInactive` detaches the session and reads its state).
+    /// State is decided inside the loop-bound box and the sink is called only after leaving it:
+    /// a write or close can re-enter this session (a failed write closes the connection, which
+    /// detaches the session and reads its state).
     /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
     @discardableResult
-    func enqueue(_ buffer: ByteBuffer, messageID: Int64) -> Bool {
-        enum Action { case nothing, queued(owed: Bool), writeFull(ByteBuffer), overflow }
+    func deliver(_ bytes: ByteBuffer, messageID: Int64) -> Bool {
+        enum Action { case nothing, write(owed: Bool), overflow }
         let action = state.withValue { s -> Action in
             if s.closing { return .nothing }
             if s.replaying {
-                s.held.append((buffer, messageID))
-                s.heldBytes += buffer.readableBytes
+                s.held.append((bytes, messageID))
+                s.heldBytes += bytes.readableBytes
                 if s.heldBytes > limits.maxOutboxBytes {
                     s.closing = true
                     s.held = []
@@ -83,69 +91,61 @@ public final class Session: Sendable, CustomStringConvertible {
                 }
                 return .nothing
             }
-            if messageID > s.lastDelivered { s.lastDelivered = messageID }
-            if s.outbox != nil {
-                if s.outbox!.readableBytes + buffer.readableBytes <= Self.chunkSize {
-                    s.outbox!.writeImmutableBuffer(buffer)
-                    return .queued(owed: false)
-                }
-                // Keep chunks small enough to stay on malloc's heap (big ones are mmapped,
-                // which costs page faults on every batch): hand this chunk to the channel.
-                let full = s.outbox!
-                s.outbox = Self.chunk(starting: buffer, allocator: channel.allocator)
-                return .writeFull(full)
-            }
-            // The first frame since the last flush: what the socket could not take then is
-            // still queued now. Over the bound means this client is not keeping up.
-            guard channel.isWritable else {
-                s.closing = true
-                return .overflow
-            }
-            s.outbox = Self.chunk(starting: buffer, allocator: channel.allocator)
-            return .queued(owed: true)
+            if messageID > s.readPosition { s.readPosition = messageID }
+            if s.flushOwed { return .write(owed: false) }
+            s.flushOwed = true
+            return .write(owed: true)
         }
         switch action {
         case .nothing: return false
-        case .queued(let owed): return owed
-        case .writeFull(let full):
-            channel.write(full, promise: nil)
-            return false
+        case .write(let owed):
+            // The first write since the last flush: what the connection could not take then is
+            // still queued now. Over the bound means this client is not keeping up.
+            if owed && !sink.isWritable {
+                state.withValue { $0.closing = true }
+                overflow()
+                return false
+            }
+            sink.write(bytes)
+            return owed
         case .overflow:
             overflow()
             return false
         }
     }
 
-    /// Largest coalesced write.
-    static let chunkSize = 32 * 1024
-
-    static func chunk(starting buffer: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
-        var chunk = allocator.buffer(capacity: max(min(buffer.readableBytes * 8, chunkSize), buffer.readableBytes))
-        chunk.writeImmutableBuffer(buffer)
-        return chunk
-    }
-
-    /// Writes and flushes what ``enqueue(_:messageID:)`` queued. On the loop only.
+    /// Sends what ``deliver(_:messageID:)`` queued. On the loop only.
     func flush() {
-        let outbox = state.withValue { s in
-            defer { s.outbox = nil }
-            return s.outbox
+        let owed = state.withValue { s in
+            defer { s.flushOwed = false }
+            return s.flushOwed
         }
-        if let outbox { channel.writeAndFlush(outbox, promise: nil) }
+        if owed { sink.flush() }
     }
 
-    /// Writes one frame and flushes, from any thread.
-    public func send(_ frame: ServerFrame) {
-        let buffer = frame.frame(allocator: channel.allocator)
+    /// Encodes `event` for this session and sends it, from any thread.
+    public func send(_ event: Event) {
+        let bytes = encoder.encode(event, allocator: ByteBufferAllocator())
+        sendEncoded(bytes)
+    }
+
+    /// Sends bytes already in this session's format (a reply), from any thread.
+    public func sendEncoded(_ bytes: ByteBuffer) {
         if loop.inEventLoop {
-            enqueue(buffer, messageID: 0)
+            deliver(bytes, messageID: 0)
             flush()
         } else {
             loop.execute {
-                self.enqueue(buffer, messageID: 0)
+                self.deliver(bytes, messageID: 0)
                 self.flush()
             }
         }
+    }
+
+    /// Writes the login replay, ahead of everything held back meanwhile. On the loop only.
+    func writeReplay(_ frames: [ByteBuffer]) {
+        guard !state.value.closing else { return }
+        for frame in frames { sink.write(frame) }
     }
 
     /// Ends the login replay: the replayed frames have been written; live messages held meanwhile
@@ -153,18 +153,19 @@ public final class Session: Sendable, CustomStringConvertible {
     func finishReplay(through lastReplayed: Int64) {
         let held = state.withValue { s in
             s.replaying = false
-            if lastReplayed > s.lastDelivered { s.lastDelivered = lastReplayed }
+            if lastReplayed > s.readPosition { s.readPosition = lastReplayed }
+            s.flushOwed = true
             defer { s.held = []; s.heldBytes = 0 }
             return s.held
         }
-        for (buffer, id) in held where id == 0 || id > lastReplayed {
-            enqueue(buffer, messageID: id)
+        for (bytes, id) in held where id == 0 || id > lastReplayed {
+            deliver(bytes, messageID: id)
         }
         flush()
     }
 
-    /// The highest message id written to this session. On the loop only.
-    var lastDelivered: Int64 { state.value.lastDelivered }
+    /// The id of the newest message written to this session. On the loop only.
+    var readPosition: Int64 { state.value.readPosition }
 
     /// Counts a send waiting for storage; pauses reading when too many are outstanding. On the loop only.
     func sendStarted() {
@@ -174,7 +175,7 @@ public final class Session: Sendable, CustomStringConvertible {
             s.readsPaused = true
             return true
         }
-        if pause { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
+        if pause { sink.setReading(false) }
     }
 
     /// A send was stored (or failed); resumes reading once the backlog halves. On the loop only.
@@ -185,16 +186,12 @@ public final class Session: Sendable, CustomStringConvertible {
             s.readsPaused = false
             return true
         }
-        if resume {
-            channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
-            channel.read()
-        }
+        if resume { sink.setReading(true) }
     }
 
     /// The client cannot keep up: tell it why, then disconnect it.
     private func overflow() {
         logger.notice("disconnecting slow consumer", metadata: ["limit": "\(limits.maxOutboxBytes)"])
-        Connection.closeWithError(
-            channel, ParleyError(.slowConsumer, "you were not reading fast enough: more than \(limits.maxOutboxBytes) bytes were queued for you"))
+        sink.close(with: ParleyError(.slowConsumer, "you were not reading fast enough: more than \(limits.maxOutboxBytes) bytes were queued for you"))
     }
 }

@@ -1,18 +1,19 @@
+import Collections
 import Dispatch
-import Foundation
-import GRDB
 import Logging
 import ParleyCore
 import Synchronization
 
 /// Group commit: every chat message, group change and read position goes through one FIFO queue;
-/// whatever has queued up while the previous transaction ran is written in the next one.
+/// whatever has queued up while the previous transaction ran is written in the next one, through
+/// any ``BatchWriter`` (SQLite by default, a store that fails on demand in tests).
 ///
 /// Completions run on the queue's own thread, in queue order, only after the transaction has
-/// committed; then ``afterBatch`` runs once. So a message is acknowledged and delivered only once
-/// it is stored, and message ids are assigned here, strictly increasing, in commit order.
+/// committed; then ``setAfterBatch(_:)``'s hook runs once. So a message is acknowledged and
+/// delivered only once it is stored, and message ids are assigned here, strictly increasing, in
+/// commit order (an id given to a batch that failed is not reused).
 /// Thread safety: `Sendable`; `enqueue` may be called from any thread. State is in a `Mutex`;
-/// the database work runs on one serial dispatch queue.
+/// the writes run on one serial dispatch queue.
 public final class CommitQueue: Sendable {
     public enum Op: Sendable {
         case message(NewMessage, @Sendable (Result<StoredMessage, any Error>) -> Void)
@@ -24,7 +25,7 @@ public final class CommitQueue: Sendable {
     public struct Closed: Error {}
 
     private struct State {
-        var pending: [Op] = []
+        var pending = Deque<Op>()
         var scheduled = false
         var closed = false
         var afterBatch: (@Sendable () -> Void)?
@@ -38,13 +39,14 @@ public final class CommitQueue: Sendable {
     private let state = Mutex(State())
     private let clock: Mutex<Clock>
     private let queue = DispatchQueue(label: "parley.commit")
-    private let pool: DatabasePool
+    private let writer: any BatchWriter
     private let logger: Logger
     /// Most operations written in one transaction.
     public let maxBatch = 4096
 
-    init(pool: DatabasePool, lastMessageID: Int64, logger: Logger) {
-        self.pool = pool
+    /// - Parameter lastMessageID: the newest stored message id; new ids follow it.
+    public init(writer: any BatchWriter, lastMessageID: Int64, logger: Logger = Logger(label: "parley.commit")) {
+        self.writer = writer
         self.clock = Mutex(Clock(lastMessageID: lastMessageID))
         self.logger = logger
     }
@@ -106,41 +108,33 @@ public final class CommitQueue: Sendable {
     }
 
     private func write(_ batch: [Op]) {
-        var stored: [StoredMessage?] = Array(repeating: nil, count: batch.count)
-        var groupErrors: [Int: any Error] = [:]
         var clock = self.clock.withLock { $0 }
         let now = max(Timestamp.now.milliseconds, clock.lastTime)
         clock.lastTime = now
-        do {
-            try pool.write { db in
-                let insert = try db.cachedStatement(sql: """
-                    INSERT INTO message (id, time, sender, sender_key, room, room_name, peer_key, text)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """)
-                for (index, op) in batch.enumerated() {
-                    switch op {
-                    case .message(let m, _):
-                        clock.lastMessageID += 1
-                        let message = StoredMessage(id: clock.lastMessageID, time: Timestamp(milliseconds: now), sender: m.sender,
-                                                    room: m.room, roomName: m.roomName, text: m.text)
-                        try insert.execute(arguments: [message.id, now, m.sender, m.senderKey, m.room.storageKey, m.roomName, m.peerKey, m.text])
-                        stored[index] = message
-                    case .groups(let mutations, _):
-                        do {
-                            try db.inSavepoint {
-                                for mutation in mutations { try Self.apply(mutation, db: db, now: now) }
-                                return .commit
-                            }
-                        } catch {
-                            groupErrors[index] = error
-                        }
-                    case .readPosition(let user, let id):
-                        try db.execute(sql: "UPDATE account SET last_read = MAX(last_read, ?) WHERE key = ?", arguments: [id, user])
-                    }
-                }
+        var stored: [StoredMessage?] = Array(repeating: nil, count: batch.count)
+        var items: [WriteItem] = []
+        items.reserveCapacity(batch.count)
+        for (index, op) in batch.enumerated() {
+            switch op {
+            case .message(let m, _):
+                clock.lastMessageID += 1
+                let message = StoredMessage(id: clock.lastMessageID, time: Timestamp(milliseconds: now), sender: m.sender,
+                                            room: m.room, roomName: m.roomName, text: m.text)
+                stored[index] = message
+                items.append(.message(message, senderKey: m.senderKey, peerKey: m.peerKey))
+            case .groups(let mutations, _):
+                items.append(.groups(mutations))
+            case .readPosition(let user, let id):
+                items.append(.readPosition(user: user, messageID: id))
             }
+        }
+        let groupErrors: [Int: any Error]
+        do {
+            groupErrors = try writer.write(items, now: Timestamp(milliseconds: now))
         } catch {
             logger.error("commit failed", metadata: ["error": "\(error)", "batch": "\(batch.count)"])
+            // Ids handed to this batch are skipped, never reused: ids stay strictly increasing.
+            self.clock.withLock { $0 = clock }
             for op in batch { Self.fail(op, error) }
             return
         }
@@ -159,34 +153,6 @@ public final class CommitQueue: Sendable {
         case .message(_, let done): done(.failure(error))
         case .groups(_, let done): done(.failure(error))
         case .readPosition: break
-        }
-    }
-
-    static func apply(_ mutation: GroupMutation, db: Database, now: Int64) throws {
-        switch mutation {
-        case .create(let group):
-            try db.execute(
-                sql: "INSERT INTO room_group (id, key, name, owner, invite_only, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [group.id, group.key, group.name, group.owner, group.inviteOnly, now])
-            try db.execute(sql: "UPDATE counter SET value = MAX(value, ?) WHERE name = 'group_id'", arguments: [group.id])
-            for member in group.members {
-                try db.execute(sql: "INSERT INTO group_member (group_id, user) VALUES (?, ?)", arguments: [group.id, member])
-            }
-        case .addMember(let id, let user):
-            try db.execute(sql: "INSERT INTO group_member (group_id, user) VALUES (?, ?)", arguments: [id, user])
-        case .removeMember(let id, let user):
-            try db.execute(sql: "DELETE FROM group_member WHERE group_id = ? AND user = ?", arguments: [id, user])
-        case .setOwner(let id, let user):
-            try db.execute(sql: "UPDATE room_group SET owner = ? WHERE id = ?", arguments: [user, id])
-        case .setInviteOnly(let id, let flag):
-            try db.execute(sql: "UPDATE room_group SET invite_only = ? WHERE id = ?", arguments: [flag, id])
-        case .addInvitation(let id, let user, let by):
-            try db.execute(sql: "INSERT OR REPLACE INTO group_invitation (group_id, user, invited_by) VALUES (?, ?, ?)",
-                           arguments: [id, user, by])
-        case .removeInvitation(let id, let user):
-            try db.execute(sql: "DELETE FROM group_invitation WHERE group_id = ? AND user = ?", arguments: [id, user])
-        case .delete(let id):
-            try db.execute(sql: "DELETE FROM room_group WHERE id = ?", arguments: [id])
         }
     }
 }

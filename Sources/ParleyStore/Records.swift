@@ -10,14 +10,14 @@ public struct Account: Sendable, Hashable {
     public var name: String
     /// A bcrypt hash; never the password.
     public var passwordHash: String
-    /// The highest message id this user has been sent; replay starts after it.
-    public var lastRead: Int64
+    /// The id of the newest message this user has received; the login replay starts after it.
+    public var readPosition: Int64
 
-    public init(key: String, name: String, passwordHash: String, lastRead: Int64) {
+    public init(key: String, name: String, passwordHash: String, readPosition: Int64) {
         self.key = key
         self.name = name
         self.passwordHash = passwordHash
-        self.lastRead = lastRead
+        self.readPosition = readPosition
     }
 }
 

@@ -2,7 +2,7 @@ import ParleyCore
 
 extension RequestEnvelope: Codable {
     enum Key: String, CodingKey {
-        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly
+        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users
     }
 
     /// Thrown while decoding when `type` names no request.
@@ -32,14 +32,17 @@ extension RequestEnvelope: Codable {
         case "send":
             let (key, target) = try oneOf(.room, .to)
             let text = try string(.text)
-            request = key == .room ? .say(room: target, text: text) : .direct(to: target, text: text)
+            request = .send(key == .room ? .room(target) : .with(target), text: text)
         case "history":
             let (key, target) = try oneOf(.room, .with)
             request = .history(
                 key == .room ? .room(target) : .with(target),
                 before: try c.decodeIfPresent(Int64.self, forKey: .before),
                 limit: try c.decodeIfPresent(Int.self, forKey: .limit))
-        case "who": request = .who
+        case "who":
+            request = .who(after: try c.decodeIfPresent(String.self, forKey: .after), limit: try c.decodeIfPresent(Int.self, forKey: .limit))
+        case "follow": request = .follow(try c.decode([String].self, forKey: .users))
+        case "unfollow": request = .unfollow(try c.decode([String].self, forKey: .users))
         case "ping": request = .ping
         case "pong": request = .pong
         case "groups": request = .groups
@@ -73,12 +76,17 @@ extension RequestEnvelope: Codable {
             try c.encodeIfPresent(since, forKey: .since)
         case .guest(let name):
             try c.encode(name, forKey: .name)
-        case .say(let room, let text):
-            try c.encode(room, forKey: .room)
+        case .send(let target, let text):
+            switch target {
+            case .room(let room): try c.encode(room, forKey: .room)
+            case .with(let user): try c.encode(user, forKey: .to)
+            }
             try c.encode(text, forKey: .text)
-        case .direct(let to, let text):
-            try c.encode(to, forKey: .to)
-            try c.encode(text, forKey: .text)
+        case .who(let after, let limit):
+            try c.encodeIfPresent(after, forKey: .after)
+            try c.encodeIfPresent(limit, forKey: .limit)
+        case .follow(let users), .unfollow(let users):
+            try c.encode(users, forKey: .users)
         case .history(let target, let before, let limit):
             switch target {
             case .room(let room): try c.encode(room, forKey: .room)
@@ -86,7 +94,7 @@ extension RequestEnvelope: Codable {
             }
             try c.encodeIfPresent(before, forKey: .before)
             try c.encodeIfPresent(limit, forKey: .limit)
-        case .who, .ping, .pong, .groups, .myGroups, .logout:
+        case .ping, .pong, .groups, .myGroups, .logout:
             break
         case .groupCreate(let group, let inviteOnly), .groupMode(let group, let inviteOnly):
             try c.encode(group, forKey: .group)

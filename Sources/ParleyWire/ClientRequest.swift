@@ -9,13 +9,15 @@ public enum ClientRequest: Sendable, Hashable {
     /// what this user was sent (a client that tracks what it has shown loses nothing in flight).
     case login(username: String, password: String, since: Int64? = nil)
     case guest(name: String)
-    /// Post to a room (`general` or a group name).
-    case say(room: String, text: String)
-    /// A private message.
-    case direct(to: String, text: String)
+    /// A message to a room (`general` or a group name) or, privately, to a user.
+    case send(Target, text: String)
     /// A page of a room's (`room`) or private conversation's (`with`) history, newest last.
     case history(Target, before: Int64?, limit: Int?)
-    case who
+    /// A page of who is online, sorted by name, after the name `after`.
+    case who(after: String? = nil, limit: Int? = nil)
+    /// Be told exactly when these users come and go (adds to what the session follows).
+    case follow([String])
+    case unfollow([String])
     case ping
     /// The answer to a server's `ping`; gets no reply.
     case pong
@@ -32,21 +34,17 @@ public enum ClientRequest: Sendable, Hashable {
     case groupDelete(group: String)
     case logout
 
-    /// A room or a private conversation, as a request names it.
-    public enum Target: Sendable, Hashable {
-        case room(String)
-        case with(String)
-    }
-
     /// The wire name of each request type.
     public var type: String {
         switch self {
         case .register: "register"
         case .login: "login"
         case .guest: "guest"
-        case .say, .direct: "send"
+        case .send: "send"
         case .history: "history"
         case .who: "who"
+        case .follow: "follow"
+        case .unfollow: "unfollow"
         case .ping: "ping"
         case .pong: "pong"
         case .groups: "groups"
@@ -61,6 +59,21 @@ public enum ClientRequest: Sendable, Hashable {
         case .groupTransfer: "group_transfer"
         case .groupDelete: "group_delete"
         case .logout: "logout"
+        }
+    }
+
+    /// The group change this request asks for, if it is one.
+    public var groupCommand: GroupCommand? {
+        switch self {
+        case .groupCreate(let group, let inviteOnly): .create(group: group, inviteOnly: inviteOnly)
+        case .groupJoin(let group): .join(group: group)
+        case .groupLeave(let group): .leave(group: group)
+        case .groupInvite(let group, let user): .invite(group: group, user: user)
+        case .groupRemove(let group, let user): .remove(group: group, user: user)
+        case .groupMode(let group, let inviteOnly): .setMode(group: group, inviteOnly: inviteOnly)
+        case .groupTransfer(let group, let user): .transfer(group: group, user: user)
+        case .groupDelete(let group): .delete(group: group)
+        default: nil
         }
     }
 

@@ -41,6 +41,18 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 }
 
+extension FrameDecoder: NIOSingleStepByteToMessageDecoder {
+    /// One frame's payload, or nil when the buffer holds no complete frame (single-step form,
+    /// for handlers that frame in place with `NIOSingleStepByteToMessageProcessor`).
+    public mutating func decode(buffer: inout ByteBuffer) throws -> ByteBuffer? {
+        try Self.next(from: &buffer, maxFrameSize: maxFrameSize)
+    }
+
+    public mutating func decodeLast(buffer: inout ByteBuffer, seenEOF: Bool) throws -> ByteBuffer? {
+        try Self.next(from: &buffer, maxFrameSize: maxFrameSize)
+    }
+}
+
 /// A framing violation; the connection is closed after the peer is told.
 /// Thread safety: a value type; `Sendable`.
 public enum FrameError: Error, Hashable, Sendable {

@@ -63,6 +63,7 @@ public enum RequestParser {
         case is Int.Type, is Int64.Type: return "an integer"
         case is Bool.Type: return "true or false"
         case is RequestID.Type: return "a string or an integer"
+        case is [String].Type: return "a list of strings"
         default: return "of another type"
         }
     }

@@ -42,6 +42,11 @@ public struct ServerFrame: Codable, Sendable, Hashable {
     public var more: Bool?
     public var count: Int?
     public var users: [String]?
+    // presence
+    public var changes: [PresenceChange]?
+    public var snapshot: Bool?
+    public var everyone: Bool?
+    public var presenceLimit: Int?
     public var groups: [GroupInfo]?
     public var members: [MemberInfo]?
     // groups
@@ -93,39 +98,6 @@ public struct WireMessage: Codable, Sendable, Hashable {
         case .direct:
             self.init(messageId: stored.id, time: stored.time.iso8601, from: stored.sender, room: nil, to: stored.roomName, text: stored.text)
         }
-    }
-}
-
-/// One line of a `groups` reply.
-/// Thread safety: a value type; `Sendable`.
-public struct GroupInfo: Codable, Sendable, Hashable {
-    public var name: String
-    public var owner: String
-    public var members: Int
-    public var inviteOnly: Bool
-    /// Whether the asking user is a member.
-    public var joined: Bool
-
-    public init(name: String, owner: String, members: Int, inviteOnly: Bool, joined: Bool) {
-        self.name = name
-        self.owner = owner
-        self.members = members
-        self.inviteOnly = inviteOnly
-        self.joined = joined
-    }
-}
-
-/// One line of a `members` reply.
-/// Thread safety: a value type; `Sendable`.
-public struct MemberInfo: Codable, Sendable, Hashable {
-    public var username: String
-    public var online: Bool
-    public var owner: Bool
-
-    public init(username: String, online: Bool, owner: Bool) {
-        self.username = username
-        self.online = online
-        self.owner = owner
     }
 }
 
@@ -183,5 +155,94 @@ extension ServerFrame {
     /// Decodes a frame payload.
     public static func decode(_ payload: ByteBuffer) throws -> ServerFrame {
         try decoder.decode(ServerFrame.self, from: Data(payload.readableBytesView))
+    }
+}
+
+extension ServerFrame {
+    /// The native form of a domain event (docs/PROTOCOL.md). Chat messages have a faster
+    /// hand-written encoding, ``messageFrame(_:id:replay:allocator:)``, that produces the same JSON.
+    public init(event: Event) {
+        switch event {
+        case .message(let message):
+            self = .message(message)
+        case .replayed(let message):
+            self = .message(message, replay: true)
+        case .replayEnd(let count):
+            self.init(type: "replay_end")
+            self.count = count
+        case .presence(let changes, let snapshot):
+            self.init(type: "presence")
+            self.changes = changes
+            if snapshot { self.snapshot = true }
+        case .onlineCount(let count, let everyone):
+            self.init(type: "online_count")
+            self.count = count
+            self.everyone = everyone
+        case .group(let name, let change):
+            self.init(type: "group")
+            self.group = name
+            switch change {
+            case .joined(let user):
+                self.event = "joined"
+                self.username = user
+            case .left(let user):
+                self.event = "left"
+                self.username = user
+            case .removed(let user, let by):
+                self.event = "removed"
+                self.username = user
+                self.by = by
+            case .ownerChanged(let user):
+                self.event = "owner"
+                self.username = user
+            case .modeChanged(let inviteOnly):
+                self.event = "mode"
+                self.inviteOnly = inviteOnly
+            case .deleted:
+                self.event = "deleted"
+            }
+        case .invited(let group, let by):
+            self.init(type: "invited")
+            self.group = group
+            self.by = by
+        case .shutdown(let message):
+            self.init(type: "shutdown")
+            self.message = message
+        }
+    }
+
+    /// A `history` reply.
+    public static func history(_ page: HistoryPage, id: RequestID?) -> ServerFrame {
+        var frame = ServerFrame(type: "history", id: id)
+        if page.isPrivate { frame.with = page.name } else { frame.room = page.name }
+        frame.messages = page.messages.map(WireMessage.init)
+        frame.more = page.more
+        return frame
+    }
+
+    /// A `groups` reply (to `groups` and `my_groups`).
+    public static func groups(_ groups: [GroupInfo], id: RequestID?) -> ServerFrame {
+        var frame = ServerFrame(type: "groups", id: id)
+        frame.groups = groups
+        return frame
+    }
+
+    /// A `members` reply.
+    public static func members(_ list: GroupMembers, id: RequestID?) -> ServerFrame {
+        var frame = ServerFrame(type: "members", id: id)
+        frame.group = list.group
+        frame.owner = list.owner
+        frame.inviteOnly = list.inviteOnly
+        frame.members = list.members
+        return frame
+    }
+
+    /// An `online` reply (to `who`).
+    public static func online(_ page: OnlinePage, id: RequestID?) -> ServerFrame {
+        var frame = ServerFrame(type: "online", id: id)
+        frame.users = page.users
+        frame.count = page.count
+        frame.more = page.more
+        return frame
     }
 }

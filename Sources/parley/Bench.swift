@@ -31,6 +31,8 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Bytes of text per message (at least 24).") var size = 64
     @Option(help: "Instead of sending: hold this many idle logged-in connections and report memory per connection.")
     var idle: Int?
+    @Option(help: "Instead of sending: this many registered users in N/10 groups all log in at once; report time, server CPU and frames per client.")
+    var storm: Int?
     @Option(help: "Seconds to wait for all deliveries.") var timeout: Double = 120
     @Option(help: "Event loop threads of the load generator.") var threads = 2
     @Option(help: "Extra arguments for the server the bench starts, e.g. --server-args='--durability full'.")
@@ -43,6 +45,11 @@ struct Bench: AsyncParsableCommand {
         var dataDir: String? = nil
         let port: Int
         var pid = serverPID
+        if let storm {
+            try await runStorm(users: storm, group: group)
+            try await group.shutdownGracefully()
+            return
+        }
         if let given = self.port {
             port = given
         } else {
@@ -91,7 +98,7 @@ struct Bench: AsyncParsableCommand {
                         let name = "b\(run)-\(i)"
                         try await client.register(name, password: "bench-password")
                         try await client.login(name, password: "bench-password", timeout: 60)
-                        _ = try await client.next(timeout: 60) { $0.type == "replay_end" }
+                        _ = try await client.next(timeout: 60) { if case .replayEnd = $0 { true } else { false } }
                         return (i, client)
                     }
                 }
@@ -134,7 +141,7 @@ struct Bench: AsyncParsableCommand {
                 let room = groupName(s % groups)
                 let send: @Sendable () -> Void = {
                     let now = DispatchTime.now().uptimeNanoseconds - start
-                    client.send(.say(room: room, text: "t=\(now);\(padding)"), id: .int(1))
+                    try? client.send(.send(.room(room), text: "t=\(now);\(padding)"), id: .int(1))
                 }
                 stats[s].startSending(total: messages, send: send)
                 for _ in 0..<min(window, messages) { stats[s].sendNext() }
@@ -143,7 +150,7 @@ struct Bench: AsyncParsableCommand {
             for round in 0..<messages {
                 for s in senderIndexes {
                     let now = DispatchTime.now().uptimeNanoseconds - start
-                    connected[s].send(.say(room: groupName(s % groups), text: "t=\(now);\(round);\(padding)"))
+                    try connected[s].send(.send(.room(groupName(s % groups)), text: "t=\(now);\(round);\(padding)"))
                 }
             }
         } else {
@@ -156,7 +163,7 @@ struct Bench: AsyncParsableCommand {
                 while sent < due {
                     let s = senderIndexes[sent % senders]
                     let now = DispatchTime.now().uptimeNanoseconds - start
-                    connected[s].send(.say(room: groupName(s % groups), text: "t=\(now);\(sent);\(padding)"))
+                    try connected[s].send(.send(.room(groupName(s % groups)), text: "t=\(now);\(sent);\(padding)"))
                     sent += 1
                 }
                 try await Task.sleep(for: .microseconds(500))
@@ -210,7 +217,7 @@ struct Bench: AsyncParsableCommand {
         let before = residentBytes(pid) ?? 0
         held += try await connectGuests(count, from: 100, port: port, group: group)
         // Every session is attached once `who` answers with everyone.
-        let online = try await held.last!.request(.who, timeout: 300).users?.count ?? 0
+        let online = try await held.last!.request(.who(), timeout: 300).count ?? 0
         try await Task.sleep(for: .seconds(11))
         let after = residentBytes(pid) ?? 0
         let per = Double(Int(after) - Int(before)) / Double(count)
@@ -230,7 +237,7 @@ struct Bench: AsyncParsableCommand {
                             payload.contains(presenceKey)
                         }
                         try await client.guest("idle\(offset + i)")
-                        _ = try await client.next(timeout: 60) { $0.type == "replay_end" }
+                        _ = try await client.next(timeout: 60) { if case .replayEnd = $0 { true } else { false } }
                         client.clearEvents()
                         return client
                     }
@@ -356,8 +363,11 @@ func residentBytes(_ pid: Int) -> UInt64? {
 }
 
 /// User plus system CPU time a process has used, in seconds, from /proc.
-func cpuSeconds(_ pid: Int) -> Double? {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+func cpuSeconds(_ pid: Int) -> Double? { cpuSeconds(path: "/proc/\(pid)/stat") }
+
+/// User plus system CPU time from a /proc `stat` file (a process's or one thread's).
+func cpuSeconds(path: String) -> Double? {
+    guard let stat = try? String(contentsOfFile: path, encoding: .utf8),
         let close = stat.lastIndex(of: ")")
     else { return nil }
     // Fields after the command name: state is field 3; utime and stime are fields 14 and 15.

@@ -39,41 +39,38 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A settings file of PARLEY_*=value lines (see docs/parley.env.example); the environment and flags win over it.")
     var config: String?
 
+    @Option(name: .customLong("presence-limit"), help: "Below this many users online, everyone hears of every arrival and departure [PARLEY_PRESENCE_LIMIT]. (default: 100)")
+    var presenceLimit: Int?
+
+    /// The flags given, keyed like the environment (precedence is decided by `ServerConfiguration.resolve`).
+    var flags: [String: String] {
+        var f: [String: String] = [:]
+        f["PARLEY_HOST"] = host
+        f["PARLEY_PORT"] = port.map(String.init)
+        f["PARLEY_DATA_DIR"] = dataDirectory
+        f["PARLEY_NAME"] = name
+        f["PARLEY_MAX_FRAME"] = maxFrame.map(String.init)
+        f["PARLEY_MAX_TEXT"] = maxText.map(String.init)
+        f["PARLEY_REPLAY_LIMIT"] = replayLimit.map(String.init)
+        f["PARLEY_MAX_OUTBOX"] = maxOutbox.map(String.init)
+        f["PARLEY_GUESTS"] = guests.map { $0 ? "1" : "0" }
+        f["PARLEY_REGISTRATION"] = registration.map { $0 ? "1" : "0" }
+        f["PARLEY_BCRYPT_COST"] = bcryptCost.map(String.init)
+        f["PARLEY_DURABILITY"] = durability
+        f["PARLEY_LOGIN_TIMEOUT"] = loginTimeout.map { String($0) }
+        f["PARLEY_IDLE_TIMEOUT"] = idleTimeout.map { String($0) }
+        f["PARLEY_THREADS"] = threads.map(String.init)
+        f["PARLEY_PRESENCE_LIMIT"] = presenceLimit.map(String.init)
+        return f
+    }
+
     /// Defaults, then the settings file, then the environment, then the flags.
     func configuration(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfiguration {
-        var env: [String: String] = [:]
-        if let config {
-            let text: String
-            do { text = try String(contentsOfFile: config, encoding: .utf8) } catch {
-                throw ValidationError("cannot read the settings file \(config): \(error.localizedDescription)")
-            }
-            env = try ServerConfiguration.parseEnvironmentFile(text)
+        do {
+            return try ServerConfiguration.resolve(file: config, environment: environment, flags: flags)
+        } catch let error as ServerConfiguration.InvalidSetting {
+            throw ValidationError(error.description)
         }
-        env.merge(environment) { _, fromEnvironment in fromEnvironment }
-        var c = try ServerConfiguration(environment: env)
-        if let host { c.host = host }
-        if let port { c.port = port }
-        if let dataDirectory { c.dataDirectory = dataDirectory }
-        if let name { c.serverName = name }
-        if let maxFrame { c.limits.maxFrameSize = maxFrame }
-        if let maxText { c.limits.maxMessageLength = maxText }
-        if let replayLimit { c.limits.replayLimit = replayLimit }
-        if let maxOutbox { c.limits.maxOutboxBytes = maxOutbox }
-        if let guests { c.guests = guests }
-        if let registration { c.registration = registration }
-        if let bcryptCost {
-            guard (4...31).contains(bcryptCost) else { throw ValidationError("the bcrypt cost must be 4-31") }
-            c.bcryptCost = UInt8(bcryptCost)
-        }
-        if let durability {
-            guard let d = Durability(rawValue: durability) else { throw ValidationError("durability is 'normal' or 'full'") }
-            c.durability = d
-        }
-        if let loginTimeout { c.loginTimeout = loginTimeout }
-        if let idleTimeout { c.idleTimeout = idleTimeout }
-        if let threads { c.threads = threads }
-        try c.validate()
-        return c
     }
 
     func run() async throws {

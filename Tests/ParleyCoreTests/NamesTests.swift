@@ -23,12 +23,18 @@ struct NamesTests {
         #expect(throws: Never.self) { try Names.validateGroupName("generalists") }
     }
 
-    @Test("a taken guest name gets the smallest free numeric suffix and stays within 32 characters")
+    @Test("a taken guest name gets a free numeric suffix, stays within 32 characters, and the next guest does not re-walk the suffixes")
     func guestNames() {
-        let taken: Set<String> = ["bob", "bob2", String(repeating: "x", count: 32)]
-        #expect(Names.guestName(for: "carol", isTaken: taken.contains) == "carol")
-        #expect(Names.guestName(for: "Bob", isTaken: taken.contains) == "Bob3")
-        let long = Names.guestName(for: String(repeating: "x", count: 32), isTaken: taken.contains)
+        var taken: Set<String> = ["bob", "bob2", String(repeating: "x", count: 32)]
+        var namer = GuestNamer()
+        #expect(namer.name(for: "carol", isTaken: taken.contains) == "carol")
+        #expect(namer.name(for: "Bob", isTaken: taken.contains) == "Bob3")
+        taken.insert("bob3")
+        var checks: [String] = []
+        let next = namer.name(for: "bob") { key in checks.append(key); return taken.contains(key) }
+        #expect(next == "bob4")
+        #expect(checks == ["bob", "bob4"], "starts at the remembered suffix")
+        let long = namer.name(for: String(repeating: "x", count: 32), isTaken: taken.contains)
         #expect(long == String(repeating: "x", count: 31) + "2")
     }
 

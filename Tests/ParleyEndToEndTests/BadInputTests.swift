@@ -32,7 +32,7 @@ struct BadInputTests {
         ]
         for (bytes, code) in cases {
             c.sendRaw(bytes)
-            let error = try await c.next("error \(code)") { $0.type == "error" }
+            let error = try await c.nextFrame("error \(code)") { $0.type == "error" }
             #expect(error.code == code.rawValue, "\(error.message ?? "")")
             #expect(!(error.message ?? "").isEmpty)
         }
@@ -43,11 +43,11 @@ struct BadInputTests {
         try await c.register("Mallory", password: TestServer.password)
         try await c.login("Mallory", password: TestServer.password)
         c.sendRaw(Self.framed(#"{"type":"send","room":"general"}"#))
-        #expect(try await c.next { $0.type == "error" }.message == "missing field 'text'")
+        #expect(try await c.nextFrame { $0.type == "error" }.message == "missing field 'text'")
         c.sendRaw(Self.framed(#"{"type":"send","room":"general","to":"bob","text":"x"}"#))
-        #expect(try await c.next { $0.type == "error" }.code == "BAD_REQUEST")
-        #expect(try await alice.say("still serving").text == "still serving")
-        #expect(try s.server.store.messageCount() == 1)
+        #expect(try await c.nextFrame { $0.type == "error" }.code == "BAD_REQUEST")
+        #expect(try await alice.send("still serving").text == "still serving")
+        #expect(try s.server.storage.messageCount() == 1)
         await c.close()
         await alice.close()
         await s.stop()
@@ -60,10 +60,10 @@ struct BadInputTests {
         let alice = try await s.user("Alice")
         let c = try await s.connect()
         c.sendRaw(withUnsafeBytes(of: length.bigEndian, Array.init) + Array("{}".utf8))
-        let error = try await c.next("a framing error") { $0.type == "error" }
+        let error = try await c.nextFrame("a framing error") { $0.type == "error" }
         #expect(error.code == (length == 0 ? "EMPTY_FRAME" : "FRAME_TOO_LARGE"))
         try await c.waitForClose()
-        #expect(try await alice.say("unaffected").text == "unaffected")
+        #expect(try await alice.send("unaffected").text == "unaffected")
         await alice.close()
         await s.stop()
     }
@@ -90,11 +90,11 @@ struct BadInputTests {
         try await eventually("connections to be cleaned up") { s.server.connectionCount == baseline }
         // A connection that never logs in is closed after the login timeout, with a reason.
         let silent = try await s.connect()
-        let timeout = try await silent.next("the login timeout") { $0.type == "error" }
+        let timeout = try await silent.nextFrame("the login timeout") { $0.type == "error" }
         #expect(timeout.code == "LOGIN_TIMEOUT")
         try await silent.waitForClose()
-        #expect(try await alice.say("fine").text == "fine")
-        #expect(try s.server.store.messageCount() == 1)
+        #expect(try await alice.send("fine").text == "fine")
+        #expect(try s.server.storage.messageCount() == 1)
         await alice.close()
         await s.stop()
     }
@@ -108,13 +108,13 @@ struct BadInputTests {
         let lazy = try await s.connect(receiveBuffer: 4096)
         try await lazy.register("Lazy", password: TestServer.password)
         try await lazy.login("Lazy", password: TestServer.password)
-        _ = try await lazy.next { $0.type == "replay_end" }
+        _ = try await lazy.nextFrame { $0.type == "replay_end" }
         try await lazy.channel.setOption(ChannelOptions.autoRead, value: false).get()
 
         let text = String(repeating: "z", count: 3000)
         let count = 3000
-        for i in 0..<count { sender.send(.say(room: "general", text: text), id: .int(Int64(i))) }
-        let lastAck = try await sender.next(timeout: 60, "the last acknowledgement") { $0.id == .int(Int64(count - 1)) }
+        for i in 0..<count { try sender.send(.send(.room("general"), text: text), id: .int(Int64(i))) }
+        let lastAck = try await sender.nextFrame(timeout: 60, "the last acknowledgement") { $0.id == .int(Int64(count - 1)) }
         #expect(lastAck.type == "message")
         var received = 0
         while received < count {
@@ -123,7 +123,7 @@ struct BadInputTests {
         }
         #expect(received == count)
         try await eventually("the slow client to be dropped", timeout: 20) { !lazy.isActive || s.server.connectionCount == 2 }
-        #expect(try await reader.request(.who).users == ["Reader", "Sender"])
+        #expect(try await reader.request(.who()).users == ["Reader", "Sender"])
         for client in [sender, reader, lazy] { await client.close() }
         await s.stop()
     }
@@ -140,7 +140,7 @@ struct BadInputTests {
         try await silent.waitForClose(timeout: 10)
         try await lively.wentOffline("Silent")
         #expect(lively.isActive)
-        #expect(try await lively.request(.who).users == ["Lively"])
+        #expect(try await lively.request(.who()).users == ["Lively"])
         await lively.close()
         await s.stop()
     }
@@ -157,12 +157,12 @@ struct BadInputTests {
         flooder.sendRaw(bytes)
         // Meanwhile the others talk as usual.
         for i in 0..<20 {
-            let sent = try await alice.say("during the flood \(i)")
+            let sent = try await alice.send("during the flood \(i)")
             #expect(try await bob.nextMessage { $0.messageId == sent.messageId }.text == sent.text)
         }
         var pongs = 0
         while pongs < 5_000 {
-            _ = try await flooder.next(timeout: 30, "pong \(pongs)") { $0.type == "pong" }
+            _ = try await flooder.nextFrame(timeout: 30, "pong \(pongs)") { $0.type == "pong" }
             pongs += 1
         }
         #expect(pongs == 5_000)
@@ -201,13 +201,13 @@ struct BadInputTests {
         let welcome = try await g1.guest("bob")
         #expect(welcome.username == "bob2")
         #expect(welcome.guest == true)
-        _ = try await g1.next { $0.type == "replay_end" }
+        _ = try await g1.nextFrame { $0.type == "replay_end" }
         let g2 = try await s.connect()
         #expect(try await g2.guest("Visitor").username == "Visitor")
         let g3 = try await s.connect()
         #expect(try await g3.guest("visitor").username == "visitor2")
         #expect(try await bob.presence(of: "bob2") == true)
-        let hi = try await g1.say("hello from a guest")
+        let hi = try await g1.send("hello from a guest")
         #expect(try await bob.nextMessage { $0.text == "hello from a guest" }.from == "bob2")
         #expect(hi.from == "bob2")
         await expectError(.guestNotAllowed) { try await g1.request(.groupCreate(group: "g", inviteOnly: false)) }

@@ -19,7 +19,7 @@ struct ChatStoryTests {
         #expect(try await bob.presence(of: "Carol") == true)
 
         // General: the sender's copy is the acknowledgement, with id and time; everyone else gets it.
-        let sent = try await alice.say("hello everyone")
+        let sent = try await alice.send("hello everyone")
         #expect(sent.messageId > 0)
         #expect(sent.time.hasSuffix("Z"))
         #expect(sent.room == "general")
@@ -27,28 +27,28 @@ struct ChatStoryTests {
             let got = try await client.nextMessage { $0.text == "hello everyone" }
             #expect(got == sent)
         }
-        let second = try await bob.say("hi alice")
+        let second = try await bob.send("hi alice")
         #expect(second.messageId > sent.messageId)
 
         // A private message to an online user reaches only them.
-        let whisper = try await bob.message("alice", "just you")
+        let whisper = try await bob.send("just you", to: "alice")
         #expect(whisper.to == "Alice")
         #expect(try await alice.nextMessage { $0.text == "just you" }.from == "Bob")
-        let marker = try await alice.say("marker")
+        let marker = try await alice.send("marker")
         #expect(try await carol.nextMessage { $0.messageId >= whisper.messageId }.messageId == marker.messageId)
 
         // A private message to a registered user who is offline arrives at their next login, as replay.
         let dave = try await s.connect()
         try await dave.register("Dave", password: TestServer.password)
         await dave.close()
-        let note = try await alice.message("dave", "read this when you are back")
-        await expectError(.userNotFound) { try await alice.message("nobody", "?") }
+        let note = try await alice.send("read this when you are back", to: "dave")
+        await expectError(.userNotFound) { try await alice.send("?", to: "nobody") }
         let (daveAgain, replayed) = try await s.login("Dave", register: false)
         #expect(replayed.contains { $0.messageId == note.messageId && $0.text == note.text && $0.replay == true })
         #expect(try await alice.presence(of: "Dave") == true)
 
         // Who is online.
-        let online = try await carol.request(.who).users
+        let online = try await carol.request(.who()).users
         #expect(online == ["Alice", "Bob", "Carol", "Dave"])
 
         // Names are unique without regard to case; bad passwords and names have their own codes.
@@ -58,7 +58,7 @@ struct ChatStoryTests {
         await expectError(.passwordTooShort) { try await eve.register("eve", password: "short") }
         await expectError(.invalidCredentials) { try await eve.login("alice", password: "wrong password") }
         await expectError(.invalidCredentials) { try await eve.login("nobody", password: "wrong password") }
-        await expectError(.notAuthenticated) { try await eve.say("sneaky") }
+        await expectError(.notAuthenticated) { try await eve.send("sneaky") }
         let registered = try await eve.register("Eve", password: TestServer.password)
         #expect(registered.result == "REGISTER_SUCCESS")
         let welcome = try await eve.login("EVE", password: TestServer.password)
@@ -67,9 +67,9 @@ struct ChatStoryTests {
         await expectError(.alreadyAuthenticated) { try await eve.login("Eve", password: TestServer.password) }
 
         // Message limits.
-        await expectError(.messageTooLong) { try await alice.say(String(repeating: "x", count: 4001)) }
-        await expectError(.emptyMessage) { try await alice.say("   ") }
-        #expect(try await alice.say(String(repeating: "x", count: 4000)).text.count == 4000)
+        await expectError(.messageTooLong) { try await alice.send(String(repeating: "x", count: 4001)) }
+        await expectError(.emptyMessage) { try await alice.send("   ") }
+        #expect(try await alice.send(String(repeating: "x", count: 4000)).text.count == 4000)
 
         for client in [alice, bob, carol, daveAgain, eve] { await client.close() }
         await s.stop()
@@ -93,13 +93,13 @@ struct ChatStoryTests {
         await expectError(.alreadyMember) { try await bob.request(.groupJoin(group: "Devs")) }
 
         // Only members post and read.
-        let post = try await bob.say("devs only", in: "devs")
+        let post = try await bob.send("devs only", in: "devs")
         #expect(post.room == "Devs")
         #expect(try await alice.nextMessage { $0.text == "devs only" }.from == "Bob")
-        await expectError(.notAMember) { try await carol.say("let me in", in: "Devs") }
+        await expectError(.notAMember) { try await carol.send("let me in", in: "Devs") }
         await expectError(.notAMember) { try await carol.request(.history(.room("Devs"), before: nil, limit: 10)) }
-        await expectError(.noSuchGroup) { try await carol.say("hm", in: "nope") }
-        let marker = try await alice.say("general marker")
+        await expectError(.noSuchGroup) { try await carol.send("hm", in: "nope") }
+        let marker = try await alice.send("general marker")
         #expect(try await carol.nextMessage().messageId == marker.messageId)
 
         // Lists.
@@ -118,7 +118,7 @@ struct ChatStoryTests {
         #expect(try await bob.groupEvent("mode", in: "Devs").inviteOnly == true)
         await expectError(.inviteOnly) { try await carol.request(.groupJoin(group: "devs")) }
         try await alice.request(.groupInvite(group: "devs", user: "carol"))
-        let invitation = try await carol.next("an invitation") { $0.type == "invited" }
+        let invitation = try await carol.nextFrame("an invitation") { $0.type == "invited" }
         #expect(invitation.group == "Devs")
         #expect(invitation.by == "Alice")
         try await carol.request(.groupJoin(group: "devs"))
@@ -129,7 +129,7 @@ struct ChatStoryTests {
         let removed = try await bob.groupEvent("removed", in: "Devs")
         #expect(removed.username == "Bob")
         #expect(removed.by == "Alice")
-        await expectError(.notAMember) { try await bob.say("still here?", in: "devs") }
+        await expectError(.notAMember) { try await bob.send("still here?", in: "devs") }
 
         // Hand over ownership; the old owner loses owner powers.
         try await alice.request(.groupTransfer(group: "devs", user: "carol"))
@@ -162,19 +162,19 @@ struct ChatStoryTests {
         let alice = try await s.user("Alice")
         let bob = try await s.user("Bob")
         var sent: [Int64] = []
-        for i in 0..<5 { sent.append(try await alice.say("n\(i)").messageId) }
+        for i in 0..<5 { sent.append(try await alice.send("n\(i)").messageId) }
         let stream = bob.events()
         var seen: [Int64] = []
         for await frame in stream {
-            if let id = frame.chatMessage?.messageId { seen.append(id) }
+            if let id = frame.message?.messageId { seen.append(id) }
             if seen.count == sent.count { break }
         }
         #expect(seen == sent)
         let ending = bob.events()
         await s.stop()
-        var last: ServerFrame? = nil
-        for await frame in ending { last = frame }
-        #expect(last?.type == "shutdown")
+        var last: ClientEvent? = nil
+        for await event in ending { last = event }
+        #expect(last == .shutdown(message: "the server is shutting down"))
         await alice.close()
         await bob.close()
     }
@@ -187,20 +187,21 @@ struct ChatStoryTests {
         let bob1 = try await s.user("Bob")
         #expect(try await alice.presence(of: "Bob") == true)
         let bob2 = try await s.user("Bob", register: false)
-        let sent = try await alice.say("to both")
+        let sent = try await alice.send("to both")
         #expect(try await bob1.nextMessage { $0.text == "to both" } == sent)
         #expect(try await bob2.nextMessage { $0.text == "to both" } == sent)
         // A message from one session reaches the other session of the same user.
-        let own = try await bob1.message("alice", "from session one")
+        let own = try await bob1.send("from session one", to: "alice")
         #expect(try await bob2.nextMessage { $0.text == "from session one" } == own)
         await bob1.close()
-        let marker = try await alice.say("still one session left")
+        let marker = try await alice.send("still one session left")
         #expect(try await bob2.nextMessage { $0.messageId == marker.messageId } == marker)
-        #expect(!alice.pendingEvents.contains { $0.type == "presence" && $0.username == "Bob" })
-        #expect(try await alice.request(.who).users == ["Alice", "Bob"])
+        let told = alice.pendingEvents.compactMap(\.presenceChanges).joined()
+        #expect(!told.contains { $0.username == "Bob" })
+        #expect(try await alice.request(.who()).users == ["Alice", "Bob"])
         await bob2.close()
         try await alice.wentOffline("Bob")
-        #expect(try await alice.request(.who).users == ["Alice"])
+        #expect(try await alice.request(.who()).users == ["Alice"])
         await alice.close()
         await s.stop()
     }

@@ -17,16 +17,16 @@ struct PersistenceTests {
         try await alice.request(.groupInvite(group: "club", user: "bob"))
         try await bob.request(.groupJoin(group: "club"))
         var sent: [WireMessage] = []
-        for i in 0..<30 { sent.append(try await alice.say("general \(i)")) }
+        for i in 0..<30 { sent.append(try await alice.send("general \(i)")) }
         let lastID = sent.last!.messageId
         _ = try await bob.nextMessage { $0.messageId == lastID }
         await bob.close()
         try await alice.wentOffline("Bob")
 
         // Bob is offline: these are what he misses.
-        let missedGeneral = try await alice.say("while you were away")
-        let missedClub = try await alice.say("club news", in: "club")
-        let missedPrivate = try await alice.message("bob", "call me")
+        let missedGeneral = try await alice.send("while you were away")
+        let missedClub = try await alice.send("club news", in: "club")
+        let missedPrivate = try await alice.send("call me", to: "bob")
         await alice.close()
         await first.stop()
 
@@ -60,7 +60,7 @@ struct PersistenceTests {
         #expect(aliceReplay.isEmpty)
 
         // New messages continue the id sequence.
-        let after = try await bobAgain.say("back again")
+        let after = try await bobAgain.send("back again")
         #expect(after.messageId > missedPrivate.messageId)
         await bobAgain.close()
         await second.stop()
@@ -73,7 +73,7 @@ struct PersistenceTests {
         let alice = try await s.user("Alice")
         let bob = try await s.user("Bob")
         var sent: [WireMessage] = []
-        for i in 0..<5 { sent.append(try await alice.say("s\(i)")) }
+        for i in 0..<5 { sent.append(try await alice.send("s\(i)")) }
         let lastID = sent.last!.messageId
         _ = try await bob.nextMessage { $0.messageId == lastID }
         await bob.close()
@@ -103,8 +103,8 @@ struct PersistenceTests {
         var general: [WireMessage] = []
         var direct: [WireMessage] = []
         for i in 0..<8 {
-            general.append(try await alice.say("g\(i)"))
-            direct.append(try await alice.message("bob", "d\(i)"))
+            general.append(try await alice.send("g\(i)"))
+            direct.append(try await alice.send("d\(i)", to: "bob"))
         }
         let (_, replayed) = try await s.login("Bob", register: false)
         let expected = (general.suffix(5) + direct.suffix(5)).map(\.messageId).sorted()
@@ -120,15 +120,15 @@ struct PersistenceTests {
         let alice = try await s.user("Alice")
         let bob = try await s.user("Bob")
         // Pipeline many sends, wait for the last acknowledgement, then stop at once.
-        for i in 0..<200 { alice.send(.say(room: "general", text: "burst \(i)"), id: .string("b\(i)")) }
-        let last = try await alice.next("the last acknowledgement") { $0.id == .string("b199") }
+        for i in 0..<200 { try alice.send(.send(.room("general"), text: "burst \(i)"), id: .string("b\(i)")) }
+        let last = try await alice.nextFrame("the last acknowledgement") { $0.id == .string("b199") }
         #expect(last.type == "message")
         await s.stop()
-        let notice = try await bob.next("the shutdown notice") { $0.type == "shutdown" }
+        let notice = try await bob.nextFrame("the shutdown notice") { $0.type == "shutdown" }
         #expect(notice.message == "the server is shutting down")
         try await bob.waitForClose()
         try await alice.waitForClose()
-        let store = try Store(directory: s.directory)
+        let store = try SQLiteStore(directory: s.directory)
         #expect(try store.messageCount() == 200)
         store.close()
     }

@@ -40,11 +40,11 @@ struct ProcessTests {
         let client = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
         try await client.register("Alice", password: TestServer.password)
         try await client.login("Alice", password: TestServer.password)
-        for i in 0..<100 { client.send(.say(room: "general", text: "m\(i)"), id: .int(Int64(i))) }
-        _ = try await client.next("the last acknowledgement") { $0.id == .int(99) }
+        for i in 0..<100 { try client.send(.send(.room("general"), text: "m\(i)"), id: .int(Int64(i))) }
+        _ = try await client.nextFrame("the last acknowledgement") { $0.id == .int(99) }
 
         kill(process.processIdentifier, SIGTERM)
-        let notice = try await client.next("the shutdown notice") { $0.type == "shutdown" }
+        let notice = try await client.nextFrame("the shutdown notice") { $0.type == "shutdown" }
         #expect(notice.message == "the server is shutting down")
         try await client.waitForClose()
         let status = try await Task.detached { () -> Int32 in
@@ -53,10 +53,10 @@ struct ProcessTests {
         }.value
         #expect(status == 0)
         #expect(process.terminationReason == .exit)
-        let store = try Store(directory: directory)
+        let store = try SQLiteStore(directory: directory)
         #expect(try store.messageCount() == 100)
         #expect(try store.account("alice")?.passwordHash.hasPrefix("$2") == true)
-        #expect(try store.account("alice")?.lastRead == 100)
+        #expect(try store.account("alice")?.readPosition == 100)
         store.close()
         await client.close()
     }

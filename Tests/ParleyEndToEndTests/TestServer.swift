@@ -81,32 +81,36 @@ func expectError<T>(_ code: ParleyError.Code, sourceLocation: SourceLocation = #
 }
 
 extension ParleyClient {
-    /// The next presence event about `user`.
+    /// The next presence change about `user`: whether they came online.
     func presence(of user: String) async throws -> Bool {
-        try await next("presence of \(user)") { $0.type == "presence" && $0.username == user }.online!
+        let event = try await next("presence of \(user)") { $0.presenceChanges?.contains { $0.username == user } == true }
+        return event.presenceChanges!.last { $0.username == user }!.online
     }
 
     /// The messages replayed after login, up to and checked against `replay_end`.
     func replay() async throws -> [WireMessage] {
         var replayed: [WireMessage] = []
         while true {
-            let frame = try await next(timeout: 10, "the replay") { $0.type == "replay_end" || $0.replay == true }
-            if frame.type == "replay_end" {
-                #expect(frame.count == replayed.count)
+            let event = try await next(timeout: 10, "the replay") { event in
+                if case .replayEnd = event { return true }
+                return event.message?.replay == true
+            }
+            if case .replayEnd(let count) = event {
+                #expect(count == replayed.count)
                 return replayed
             }
-            replayed.append(frame.chatMessage!)
+            replayed.append(event.message!)
         }
     }
 
     /// Waits for "`user` has gone offline".
     func wentOffline(_ user: String) async throws {
-        _ = try await next("\(user) going offline") { $0.type == "presence" && $0.username == user && $0.online == false }
+        _ = try await next("\(user) going offline") { $0.presenceChanges?.contains { $0.username == user && !$0.online } == true }
     }
 
-    /// The next group event of `kind` in `group`.
+    /// The next group event of `kind` in `group`, as the frame the server sent.
     func groupEvent(_ kind: String, in group: String, user: String? = nil) async throws -> ServerFrame {
-        try await next("\(kind) in \(group)") {
+        try await nextFrame("\(kind) in \(group)") {
             $0.type == "group" && $0.event == kind && $0.group == group && (user == nil || $0.username == user)
         }
     }

@@ -12,11 +12,17 @@ func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
 }
 
 /// Queues a message and waits for its commit.
-func append(_ store: Store, _ message: NewMessage) throws -> StoredMessage {
+func append(_ store: SQLiteStore, _ message: NewMessage) throws -> StoredMessage {
+    let commits = try queue(store)
     let result = Mutex<Result<StoredMessage, any Error>?>(nil)
-    store.commits.enqueue(.message(message) { r in result.withLock { $0 = r } })
-    store.commits.flush()
+    commits.enqueue(.message(message) { r in result.withLock { $0 = r } })
+    commits.flush()
     return try result.withLock { $0! }.get()
+}
+
+/// A commit queue writing to `store`, its ids following what is stored.
+func queue(_ store: SQLiteStore) throws -> CommitQueue {
+    CommitQueue(writer: store, lastMessageID: try store.lastMessageID())
 }
 
 func general(_ sender: String, _ text: String) -> NewMessage {
@@ -28,7 +34,8 @@ struct StoreTests {
     @Test("accounts are unique without regard to case and keep their spelling")
     func accounts() throws {
         try withTemporaryDirectory { dir in
-            let store = try Store(directory: dir)
+            let store = try SQLiteStore(directory: dir)
+            let commits = try queue(store)
             #expect(try store.createAccount(name: "Alice", passwordHash: "$2b$04$x", now: Timestamp(milliseconds: 1)))
             #expect(try !store.createAccount(name: "ALICE", passwordHash: "$2b$04$y", now: Timestamp(milliseconds: 2)))
             #expect(try store.account("alice")?.name == "Alice")
@@ -43,18 +50,20 @@ struct StoreTests {
         try withTemporaryDirectory { dir in
             var ids: [Int64] = []
             do {
-                let store = try Store(directory: dir)
+                let store = try SQLiteStore(directory: dir)
+                let commits = try queue(store)
                 // Many messages queued at once are committed in few transactions.
                 let done = Mutex<[Int64?]>([])
                 for i in 0..<500 {
-                    store.commits.enqueue(.message(general("a", "m\(i)")) { r in done.withLock { $0.append(try? r.get().id) } })
+                    commits.enqueue(.message(general("a", "m\(i)")) { r in done.withLock { $0.append(try? r.get().id) } })
                 }
-                store.commits.flush()
+                commits.flush()
                 ids = done.withLock { $0 }.compactMap { $0 }
                 #expect(ids == Array(1...500))
                 store.close()
             }
-            let store = try Store(directory: dir)
+            let store = try SQLiteStore(directory: dir)
+            let commits = try queue(store)
             let next = try append(store, general("b", "after restart"))
             #expect(next.id == 501)
             let page = try store.history(.general, before: nil, limit: 10)
@@ -70,7 +79,8 @@ struct StoreTests {
     func groups() throws {
         try withTemporaryDirectory { dir in
             do {
-                let store = try Store(directory: dir)
+                let store = try SQLiteStore(directory: dir)
+                let commits = try queue(store)
                 for name in ["a", "b", "c"] { _ = try store.createAccount(name: name, passwordHash: "h", now: .init(milliseconds: 0)) }
                 var directory = GroupDirectory()
                 var mutations: [GroupMutation] = []
@@ -82,12 +92,13 @@ struct StoreTests {
                 mutations += try directory.create("H", by: "c").mutations
                 mutations += try directory.invite("a", to: "H", by: "c").mutations
                 let failed = Mutex<(any Error)?>(nil)
-                store.commits.enqueue(.groups(mutations) { r in if case .failure(let e) = r { failed.withLock { $0 = e } } })
-                store.commits.flush()
+                commits.enqueue(.groups(mutations) { r in if case .failure(let e) = r { failed.withLock { $0 = e } } })
+                commits.flush()
                 #expect(failed.withLock { $0 } == nil)
                 store.close()
             }
-            let store = try Store(directory: dir)
+            let store = try SQLiteStore(directory: dir)
+            let commits = try queue(store)
             let (groups, nextID) = try store.loadGroups()
             let g = try #require(groups.first { $0.name == "G" })
             #expect(g.owner == "b")
@@ -103,15 +114,16 @@ struct StoreTests {
     @Test("missed messages: only after the read position, capped per room, private ones included")
     func missed() throws {
         try withTemporaryDirectory { dir in
-            let store = try Store(directory: dir)
+            let store = try SQLiteStore(directory: dir)
+            let commits = try queue(store)
             for i in 0..<10 { _ = try append(store, general("a", "g\(i)")) }
             let dm = NewMessage(sender: "a", senderKey: "a", room: .direct(between: "a", and: "b"), roomName: "b", peerKey: "b", text: "psst")
             _ = try append(store, dm)
             let other = NewMessage(sender: "a", senderKey: "a", room: .direct(between: "a", and: "c"), roomName: "c", peerKey: "c", text: "not for b")
             _ = try append(store, other)
-            let missed = try store.missed(user: "b", rooms: [.general], after: 3, through: 12, perRoom: 4)
+            let missed = try store.missed(user: "b", rooms: [.general], readPosition: 3, through: 12, perRoom: 4)
             #expect(missed.map(\.text) == ["g6", "g7", "g8", "g9", "psst"])
-            let none = try store.missed(user: "b", rooms: [.general], after: 12, through: 12, perRoom: 4)
+            let none = try store.missed(user: "b", rooms: [.general], readPosition: 12, through: 12, perRoom: 4)
             #expect(none.isEmpty)
             store.close()
         }
@@ -120,9 +132,13 @@ struct StoreTests {
     @Test("work queued after close fails instead of vanishing")
     func closed() throws {
         try withTemporaryDirectory { dir in
-            let store = try Store(directory: dir)
-            store.close()
-            #expect(throws: CommitQueue.Closed.self) { try append(store, general("a", "late")) }
+            let store = try SQLiteStore(directory: dir)
+            let commits = try queue(store)
+            commits.close()
+            let result = Mutex<Result<StoredMessage, any Error>?>(nil)
+            commits.enqueue(.message(general("a", "late")) { r in result.withLock { $0 = r } })
+            #expect(throws: CommitQueue.Closed.self) { try result.withLock { $0! }.get() }
+            #expect(try store.messageCount() == 0)
         }
     }
 }

@@ -18,9 +18,9 @@ struct RequestParserTests {
 
     @Test("every request survives encoding and decoding", arguments: [
         ClientRequest.register(username: "a", password: "12345678"), .login(username: "b", password: "p"), .login(username: "b", password: "p", since: 42), .guest(name: "g"),
-        .say(room: "general", text: "hi \"there\" ☃"), .direct(to: "bob", text: "psst"),
+        .send(.room("general"), text: "hi \"there\" ☃"), .send(.with("bob"), text: "psst"),
         .history(.room("devs"), before: 10, limit: 5), .history(.with("bob"), before: nil, limit: nil),
-        .who, .ping, .pong, .groups, .myGroups, .groupCreate(group: "g", inviteOnly: true), .groupJoin(group: "g"),
+        .who(), .ping, .pong, .groups, .myGroups, .groupCreate(group: "g", inviteOnly: true), .groupJoin(group: "g"),
         .groupLeave(group: "g"), .groupMembers(group: "g"), .groupInvite(group: "g", user: "u"), .groupRemove(group: "g", user: "u"),
         .groupMode(group: "g", inviteOnly: false), .groupTransfer(group: "g", user: "u"), .groupDelete(group: "g"), .logout,
     ])

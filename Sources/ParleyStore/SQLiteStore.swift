@@ -6,14 +6,13 @@ import ParleyCore
 /// Parley's storage: accounts, groups, memberships, invitations, messages and read positions in
 /// one SQLite file (WAL mode, through GRDB).
 ///
+/// It implements every storage interface (``Storage``); no GRDB type is seen outside this module.
 /// Reads are synchronous and may run on any thread except an event loop (use a thread pool).
-/// Chat messages and group changes go through ``CommitQueue`` (group commit); account creation
-/// writes directly. Thread safety: `Sendable`; GRDB's `DatabasePool` serialises writes and lets
-/// reads run concurrently.
-public final class Store: Sendable {
-    public let pool: DatabasePool
-    /// The group-commit queue for messages, group changes and read positions.
-    public let commits: CommitQueue
+/// Chat messages, group changes and read positions are written in batches by a ``CommitQueue``
+/// through ``write(_:now:)``; account creation writes directly.
+/// Thread safety: `Sendable`; GRDB's `DatabasePool` serialises writes and lets reads run concurrently.
+public final class SQLiteStore: Storage {
+    let pool: DatabasePool
 
     /// Opens (creating if needed) `parley.sqlite` in `directory` and migrates it to the current schema.
     /// - Throws: when the folder cannot be created or the database cannot be opened or migrated.
@@ -28,8 +27,6 @@ public final class Store: Sendable {
         let path = (directory as NSString).appendingPathComponent("parley.sqlite")
         pool = try DatabasePool(path: path, configuration: config)
         try Schema.migrator.migrate(pool)
-        let lastID = try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM message") ?? 0 }
-        commits = CommitQueue(pool: pool, lastMessageID: lastID, logger: logger)
     }
 
     // MARK: Accounts
@@ -47,7 +44,7 @@ public final class Store: Sendable {
     public func account(_ key: String) throws -> Account? {
         try pool.read { db in
             try Row.fetchOne(db, sql: "SELECT key, name, password_hash, last_read FROM account WHERE key = ?", arguments: [key]).map {
-                Account(key: $0["key"], name: $0["name"], passwordHash: $0["password_hash"], lastRead: $0["last_read"])
+                Account(key: $0["key"], name: $0["name"], passwordHash: $0["password_hash"], readPosition: $0["last_read"])
             }
         }
     }
@@ -107,9 +104,7 @@ public final class Store: Sendable {
         }
     }
 
-    /// What `user` missed: messages with ids in (`after`, `through`] in the given rooms and in the
-    /// user's private conversations, at most `perRoom` (the newest) per room, oldest first.
-    public func missed(user: String, rooms: [Room], after: Int64, through: Int64, perRoom: Int, directs: Bool = true) throws -> [StoredMessage] {
+    public func missed(user: String, rooms: [Room], readPosition after: Int64, through: Int64, perRoom: Int, directs: Bool = true) throws -> [StoredMessage] {
         guard through > after, perRoom > 0 else { return [] }
         return try pool.read { db in
             var result: [StoredMessage] = []
@@ -147,9 +142,94 @@ public final class Store: Sendable {
         try pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM message") ?? 0 }
     }
 
-    /// Waits until everything queued so far is committed, then stops accepting work.
+    public func conversationPartners(of user: String) throws -> [String] {
+        try pool.read { db in
+            let rooms = try String.fetchAll(
+                db,
+                sql: """
+                    SELECT DISTINCT room FROM message WHERE peer_key = ?
+                    UNION SELECT DISTINCT room FROM message WHERE sender_key = ? AND peer_key IS NOT NULL
+                    """,
+                arguments: [user, user])
+            var partners = Set<String>()
+            for key in rooms {
+                guard case .direct(let a, let b)? = Room(storageKey: key) else { continue }
+                let other = a == user ? b : a
+                if !other.hasPrefix("~") && other != user { partners.insert(other) }
+            }
+            return partners.sorted()
+        }
+    }
+
+    public func lastMessageID() throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM message") ?? 0 }
+    }
+
+    public func readPosition(of user: String) throws -> Int64 {
+        try pool.read { db in try Int64.fetchOne(db, sql: "SELECT last_read FROM account WHERE key = ?", arguments: [user]) ?? 0 }
+    }
+
+    /// Closes the database; later calls fail.
     public func close() {
-        commits.close()
+        try? pool.close()
+    }
+
+    // MARK: Batches
+
+    public func write(_ batch: [WriteItem], now: Timestamp) throws -> [Int: any Error] {
+        var groupErrors: [Int: any Error] = [:]
+        try pool.write { db in
+            let insert = try db.cachedStatement(sql: """
+                INSERT INTO message (id, time, sender, sender_key, room, room_name, peer_key, text)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            for (index, item) in batch.enumerated() {
+                switch item {
+                case .message(let m, let senderKey, let peerKey):
+                    try insert.execute(arguments: [m.id, m.time.milliseconds, m.sender, senderKey, m.room.storageKey, m.roomName, peerKey, m.text])
+                case .groups(let mutations):
+                    do {
+                        try db.inSavepoint {
+                            for mutation in mutations { try Self.apply(mutation, db: db, now: now.milliseconds) }
+                            return .commit
+                        }
+                    } catch {
+                        groupErrors[index] = error
+                    }
+                case .readPosition(let user, let id):
+                    try db.execute(sql: "UPDATE account SET last_read = MAX(last_read, ?) WHERE key = ?", arguments: [id, user])
+                }
+            }
+        }
+        return groupErrors
+    }
+
+    static func apply(_ mutation: GroupMutation, db: Database, now: Int64) throws {
+        switch mutation {
+        case .create(let group):
+            try db.execute(
+                sql: "INSERT INTO room_group (id, key, name, owner, invite_only, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [group.id, group.key, group.name, group.owner, group.inviteOnly, now])
+            try db.execute(sql: "UPDATE counter SET value = MAX(value, ?) WHERE name = 'group_id'", arguments: [group.id])
+            for member in group.members {
+                try db.execute(sql: "INSERT INTO group_member (group_id, user) VALUES (?, ?)", arguments: [group.id, member])
+            }
+        case .addMember(let id, let user):
+            try db.execute(sql: "INSERT INTO group_member (group_id, user) VALUES (?, ?)", arguments: [id, user])
+        case .removeMember(let id, let user):
+            try db.execute(sql: "DELETE FROM group_member WHERE group_id = ? AND user = ?", arguments: [id, user])
+        case .setOwner(let id, let user):
+            try db.execute(sql: "UPDATE room_group SET owner = ? WHERE id = ?", arguments: [user, id])
+        case .setInviteOnly(let id, let flag):
+            try db.execute(sql: "UPDATE room_group SET invite_only = ? WHERE id = ?", arguments: [flag, id])
+        case .addInvitation(let id, let user, let by):
+            try db.execute(sql: "INSERT OR REPLACE INTO group_invitation (group_id, user, invited_by) VALUES (?, ?, ?)",
+                           arguments: [id, user, by])
+        case .removeInvitation(let id, let user):
+            try db.execute(sql: "DELETE FROM group_invitation WHERE group_id = ? AND user = ?", arguments: [id, user])
+        case .delete(let id):
+            try db.execute(sql: "DELETE FROM room_group WHERE id = ?", arguments: [id])
+        }
     }
 }
 

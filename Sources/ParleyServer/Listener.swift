@@ -1,0 +1,67 @@
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyWire
+
+/// A front door: binds one protocol's listening socket on the server's shared event loops and
+/// turns each accepted connection into sessions of the hub. The native TCP listener is the
+/// first; the HTTP/WebSocket and IRC listeners plug in beside it (``ParleyServer`` starts every
+/// listener it was built with and reports each one's port).
+/// Thread safety: implementations are `Sendable`; ``bind(hub:group:track:logger:)`` is called once.
+protocol Listener: Sendable {
+    /// Its name in logs and in ``ParleyServer/port(of:)``: `native`, `http`, `irc`.
+    var name: String { get }
+    var host: String { get }
+    var port: Int { get }
+    /// Binds and starts accepting.
+    /// - Parameter track: to call with every accepted channel, so shutdown can reach it.
+    func bind(hub: Hub, group: any EventLoopGroup, track: @escaping @Sendable (any Channel) -> Void, logger: Logger) async throws -> any Channel
+    /// Says goodbye to one of its connections at shutdown (on the channel's loop).
+    func farewell(_ channel: any Channel, message: String)
+}
+
+/// The native protocol's listener: length-prefixed JSON over TCP.
+/// Thread safety: a value type; `Sendable`.
+struct NativeListener: Listener {
+    let name = "native"
+    let host: String
+    let port: Int
+    let configuration: ServerConfiguration
+
+    func bind(hub: Hub, group: any EventLoopGroup, track: @escaping @Sendable (any Channel) -> Void, logger: Logger) async throws -> any Channel {
+        let limits = configuration.limits
+        let idle = configuration.idleTimeout
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(ChannelOptions.backlog, value: 4096)
+            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(ChannelOptions.socketOption(.so_keepalive), value: 1)
+            // Each channel keeps up to maxMessagesPerRead receive buffers for reuse: one small
+            // buffer that grows only for busy clients keeps idle connections cheap.
+            .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 1)
+            .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
+            .childChannelOption(
+                ChannelOptions.writeBufferWaterMark,
+                value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
+            .childChannelInitializer { channel in
+                track(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        IdleStateHandler(readTimeout: .milliseconds(Int64(idle * 1000))),
+                        ByteToMessageHandler(FrameDecoder(maxFrameSize: limits.maxFrameSize)),
+                        NativeConnection(hub: hub, logger: logger),
+                    ])
+                }
+            }
+        return try await bootstrap.bind(host: host, port: port).get()
+    }
+
+    func farewell(_ channel: any Channel, message: String) {
+        let timer = channel.eventLoop.scheduleTask(in: .seconds(3)) { channel.close(promise: nil) }
+        let bytes = NativeEncoder().encode(.shutdown(message: message), allocator: channel.allocator)
+        channel.writeAndFlush(bytes).whenComplete { _ in
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+    }
+}

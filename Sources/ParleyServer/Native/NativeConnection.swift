@@ -1,0 +1,277 @@
+import Logging
+import NIOCore
+import ParleyCore
+import ParleyWire
+
+/// The channel handler of the native protocol: it turns frames into requests, feeds them to the
+/// ``ConnectionStateMachine`` and performs what it decides, calling the hub for everything else
+/// and encoding the hub's answers as native frames.
+///
+/// Framing is done before it by ``FrameDecoder``; it never sees partial frames.
+/// Thread safety: a `ChannelHandler`; used on its channel's event loop only.
+final class NativeConnection: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let hub: Hub
+    private let baseLogger: Logger
+    private var machine: ConnectionStateMachine
+    private var address = "?"
+    private var session: Session?
+    private var sink: NativeSink!
+    private var loginTimer: Scheduled<Void>?
+    private var channel: (any Channel)!
+
+    init(hub: Hub, logger: Logger) {
+        self.hub = hub
+        self.baseLogger = logger
+        self.machine = ConnectionStateMachine(loginTimeout: hub.configuration.loginTimeout)
+    }
+
+    /// A logger with `peer` (and, once logged in, `user`) metadata, built only when something is logged.
+    private var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: "peer"] = "\(channel?.remoteAddress.map { "\($0)" } ?? "?")"
+        if let session { logger[metadataKey: "user"] = "\(session.identity.name)" }
+        return logger
+    }
+
+    // MARK: Channel events
+
+    func channelActive(context: ChannelHandlerContext) {
+        channel = context.channel
+        sink = NativeSink(channel: context.channel)
+        address = context.channel.remoteAddress?.ipAddress ?? "?"
+        perform(machine.connected(), id: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        loginTimer?.cancel()
+        perform(machine.closed(), id: nil)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch RequestParser.parse(unwrapInboundIn(data)) {
+        case .failure(let failure):
+            logger.debug("bad request", metadata: ["error": "\(failure.error.debugDescription)"])
+            perform(machine.malformed(failure.error), id: failure.id)
+        case .success(let envelope):
+            perform(machine.received(Self.kind(of: envelope.request)), id: envelope.id, request: envelope.request)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error {
+        case FrameError.tooLarge(let length, let limit):
+            logger.notice("frame too large", metadata: ["length": "\(length)"])
+            perform(machine.framingFailed(ParleyError(.frameTooLarge, "a frame of \(length) bytes is over the limit of \(limit) bytes")), id: nil)
+        case FrameError.emptyFrame:
+            perform(machine.framingFailed(ParleyError(.emptyFrame, "a frame must not be empty (length 0)")), id: nil)
+        default:
+            logger.debug("connection error", metadata: ["error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case .read? = event as? IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        perform(machine.idle(), id: nil)
+    }
+
+    static func kind(of request: ClientRequest) -> ConnectionStateMachine.Request {
+        switch request {
+        case .register: .register
+        case .login: .login
+        case .guest: .guest
+        case .ping: .ping
+        case .pong: .pong
+        case .logout: .logout
+        default: .other(type: request.type)
+        }
+    }
+
+    // MARK: Actions
+
+    private func perform(_ action: ConnectionStateMachine.Action, id: RequestID?, request: ClientRequest? = nil) {
+        switch action {
+        case .none:
+            break
+        case .greet:
+            let configuration = hub.configuration
+            var hello = ServerFrame(type: "hello")
+            hello.server = configuration.serverName
+            hello.version = ServerFrame.protocolVersion
+            hello.registration = configuration.registration
+            hello.guests = configuration.guests
+            hello.maxFrame = configuration.limits.maxFrameSize
+            hello.maxText = configuration.limits.maxMessageLength
+            hello.presenceLimit = configuration.presenceThreshold
+            reply(hello)
+            let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            loginTimer = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(configuration.loginTimeout * 1000))) {
+                let this = this.value
+                this.perform(this.machine.loginTimerFired(), id: nil)
+            }
+        case .pong:
+            reply(ServerFrame(type: "pong", id: id))
+        case .refuse(let error):
+            reply(.error(error, id: id))
+        case .close(let error):
+            Self.closeWithError(channel, error)
+        case .ping:
+            reply(ServerFrame(type: "ping"))
+        case .register:
+            guard case .register(let username, let password)? = request else { return }
+            answer(hub.register(name: username, password: password, on: channel.eventLoop), id: id) { name in
+                var frame = ServerFrame(type: "registered", id: id)
+                frame.result = "REGISTER_SUCCESS"
+                frame.username = name
+                return frame
+            }
+        case .authenticate:
+            guard case .login(let username, let password, let since)? = request else { return }
+            let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            hub.login(name: username, password: password, since: since, address: address, sink: sink).whenComplete { result in
+                let this = this.value
+                switch result {
+                case .success(let attached):
+                    this.perform(this.machine.loginSucceeded(), id: id, attached: attached)
+                case .failure(let error):
+                    this.perform(this.machine.loginFailed(ParleyError.wrap(error)), id: id)
+                }
+            }
+        case .attachGuest:
+            guard case .guest(let name)? = request else { return }
+            do {
+                let attached = try hub.guest(wanted: name, sink: sink)
+                perform(machine.loginSucceeded(), id: id, attached: attached)
+            } catch {
+                reply(.error(error, id: id))
+            }
+        case .startSession, .detachLateSession:
+            // Reached only through the overload below, which carries the new session.
+            break
+        case .perform:
+            guard let request, let session else { return }
+            handle(request, id: id, session: session)
+        case .logout:
+            let channel = self.channel!
+            channel.writeAndFlush(ServerFrame.ok(id: id).frame(allocator: channel.allocator)).whenComplete { _ in
+                channel.close(promise: nil)
+            }
+        case .detach:
+            if let session {
+                self.session = nil
+                hub.detach(session)
+            }
+        }
+    }
+
+    /// Performs the outcome of a login, which carries the session it attached.
+    private func perform(_ action: ConnectionStateMachine.Action, id: RequestID?, attached: Hub.Attached) {
+        switch action {
+        case .startSession where channel.isActive:
+            session = attached.session
+            loginTimer?.cancel()
+            var welcome = ServerFrame(type: "welcome", id: id)
+            welcome.result = "LOGIN_SUCCESS"
+            welcome.username = attached.session.identity.name
+            welcome.guest = attached.session.identity.guest
+            channel.writeAndFlush(welcome.frame(allocator: channel.allocator), promise: nil)
+            hub.replay(attached)
+        case .startSession, .detachLateSession:
+            // The connection closed while the password was being checked.
+            hub.detach(attached.session)
+        default:
+            perform(action, id: id)
+        }
+    }
+
+    /// A request of a logged-in user: call the hub, answer with its result.
+    private func handle(_ request: ClientRequest, id: RequestID?, session: Session) {
+        do {
+            switch request {
+            case .send(let target, let text):
+                try hub.send(target, text: text, id: id, from: session)
+            case .history(let target, let before, let limit):
+                answer(hub.history(target, before: before, limit: limit, for: session), id: id) { .history($0, id: id) }
+            case .who(let after, let limit):
+                reply(.online(try hub.who(after: after, limit: limit), id: id))
+            case .follow(let users):
+                var frame = ServerFrame(type: "presence", id: id)
+                frame.changes = try hub.follow(users, for: session)
+                reply(frame)
+            case .unfollow(let users):
+                hub.unfollow(users, for: session)
+                reply(.ok(id: id))
+            case .groups:
+                reply(.groups(hub.groupList(mine: false, for: session), id: id))
+            case .myGroups:
+                reply(.groups(hub.groupList(mine: true, for: session), id: id))
+            case .groupMembers(let group):
+                reply(.members(try hub.groupMembers(group, for: session), id: id))
+            default:
+                guard let command = request.groupCommand else {
+                    reply(.error(ParleyError(.badRequest, "'\(request.type)' cannot be used here"), id: id))
+                    return
+                }
+                answer(hub.groupCommand(command, from: session), id: id) { group in
+                    var reply = ServerFrame.ok(id: id)
+                    reply.group = group
+                    return reply
+                }
+            }
+        } catch {
+            reply(.error(ParleyError.wrap(error), id: id))
+        }
+    }
+
+    /// Replies with the future's value as a frame, or with its error.
+    private func answer<T>(_ future: EventLoopFuture<T>, id: RequestID?, _ frame: @escaping (T) -> ServerFrame) {
+        let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        future.whenComplete { result in
+            switch result {
+            case .success(let value): this.value.reply(frame(value))
+            case .failure(let error): this.value.reply(.error(ParleyError.wrap(error), id: id))
+            }
+        }
+    }
+
+    /// Writes one frame to this connection, within the outbox bound.
+    private func reply(_ frame: ServerFrame) {
+        if let session {
+            session.sendEncoded(frame.frame(allocator: channel.allocator))
+            return
+        }
+        guard let channel, machine.state != .closing, machine.state != .closed else { return }
+        guard channel.isWritable else {
+            machine.closing()
+            Self.closeWithError(channel, ParleyError(.slowConsumer, "you were not reading your replies"))
+            return
+        }
+        channel.writeAndFlush(frame.frame(allocator: channel.allocator), promise: nil)
+    }
+
+    /// Writes an error frame and closes the connection once it is written (or after 2 s).
+    static func closeWithError(_ channel: any Channel, _ error: ParleyError) {
+        let frame = ServerFrame.error(error).frame(allocator: channel.allocator)
+        let timer = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        channel.writeAndFlush(frame).whenComplete { _ in
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+    }
+}
+
+extension ParleyError {
+    /// `error` if it is a ``ParleyError``, else an internal error that hides the details.
+    static func wrap(_ error: any Error) -> ParleyError {
+        if let error = error as? ParleyError { return error }
+        return ParleyError(.internalError, "the server could not do that", details: "\(error)")
+    }
+}

@@ -1,0 +1,46 @@
+import NIOCore
+import ParleyCore
+
+/// Where a session's bytes go: each transport (native TCP now, WebSocket and IRC next) implements
+/// it for one connection. The hub and ``Session`` never see a wire format or a NIO channel
+/// pipeline, only this.
+///
+/// Thread safety: implementations are `Sendable`; every method except ``eventLoop`` and
+/// ``format`` is called on ``eventLoop`` only.
+public protocol SessionSink: AnyObject, Sendable {
+    /// The loop that owns the connection; deliveries to it are grouped by this loop.
+    var eventLoop: any EventLoop { get }
+    /// The wire format the connection speaks (which of the hub's encoders made its bytes).
+    var format: WireFormat { get }
+    /// Queues one encoded event or reply (a whole frame of ``format``), without flushing.
+    func write(_ bytes: ByteBuffer)
+    /// Sends what ``write(_:)`` queued.
+    func flush()
+    /// Whether what was flushed before has drained below the connection's outbox bound.
+    var isWritable: Bool { get }
+    /// Stops or resumes reading from the connection (TCP then pushes back on the client).
+    func setReading(_ reading: Bool)
+    /// Tells the client why, if the protocol can, then closes the connection.
+    func close(with error: ParleyError)
+}
+
+/// A wire format, by index into the hub's encoders.
+/// Thread safety: a value type; `Sendable`.
+public struct WireFormat: Hashable, Sendable {
+    public let index: Int
+    public init(index: Int) { self.index = index }
+    /// The native protocol (length-prefixed JSON): always index 0.
+    public static let native = WireFormat(index: 0)
+}
+
+/// Turns domain events into one wire format's bytes. The hub encodes each event once per format
+/// in use and hands the same bytes to every session of that format.
+/// Thread safety: implementations are stateless and `Sendable`.
+public protocol EventEncoder: Sendable {
+    /// A whole frame for `event`.
+    func encode(_ event: Event, allocator: ByteBufferAllocator) -> ByteBuffer
+    /// The sender's copy of a stored message: the acknowledgement of the request `id`.
+    func encodeAcknowledgement(_ message: StoredMessage, id: RequestID?, allocator: ByteBufferAllocator) -> ByteBuffer
+    /// The answer to the request `id` that failed.
+    func encodeError(_ error: ParleyError, id: RequestID?, allocator: ByteBufferAllocator) -> ByteBuffer
+}

@@ -1,0 +1,60 @@
+import ParleyCore
+
+/// Registered accounts. Thread safety: implementations are `Sendable`; calls block, so make them
+/// from a thread pool, never from an event loop.
+public protocol AccountStore: Sendable {
+    /// Creates an account. Returns false when the name (case-insensitively) is taken.
+    func createAccount(name: String, passwordHash: String, now: Timestamp) throws -> Bool
+    /// The account with this key (case-folded name), with its bcrypt hash and read position.
+    func account(_ key: String) throws -> Account?
+    /// Every account's key and name as registered.
+    func accountNames() throws -> [String: String]
+}
+
+/// Groups, members and invitations as loaded at start; changes are written through ``BatchWriter``.
+public protocol GroupStore: Sendable {
+    /// All groups with their members (longest-standing first) and invitations, and the next free group id.
+    func loadGroups() throws -> (groups: [Group], nextID: Int64)
+}
+
+/// Stored messages. Writes go through ``BatchWriter``.
+public protocol MessageStore: Sendable {
+    /// Up to `limit` messages of `room` with ids below `before` (or the newest), oldest first.
+    func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage]
+    /// What `user` (a storage key) missed: messages with ids in (`readPosition`, `through`] in the
+    /// given rooms and, with `directs`, in the user's private conversations; at most `perRoom`
+    /// (the newest) per conversation, oldest first.
+    func missed(user: String, rooms: [Room], readPosition: Int64, through: Int64, perRoom: Int, directs: Bool) throws -> [StoredMessage]
+    /// The account keys `user` has had a private conversation with (guests' keys left out).
+    func conversationPartners(of user: String) throws -> [String]
+    /// The id of the newest stored message, 0 when there is none.
+    func lastMessageID() throws -> Int64
+    /// How many messages are stored (for operators and tests).
+    func messageCount() throws -> Int
+}
+
+/// Each account's read position: the id of the newest message the user has received.
+/// Positions are read here and written through ``BatchWriter`` (`WriteItem.readPosition`).
+public protocol ReadPositionStore: Sendable {
+    func readPosition(of user: String) throws -> Int64
+}
+
+/// The back end of the ``CommitQueue``: writes one batch in one transaction.
+public protocol BatchWriter: Sendable {
+    /// Writes every item of `batch` in one transaction. A group change that fails is rolled back
+    /// alone (its index and error are returned); any other failure throws, and nothing is written.
+    func write(_ batch: [WriteItem], now: Timestamp) throws -> [Int: any Error]
+}
+
+/// Everything the server needs from storage. SQLite (``SQLiteStore``) is the default; tests inject
+/// stores that fail on demand.
+public typealias Storage = AccountStore & GroupStore & MessageStore & ReadPositionStore & BatchWriter
+
+/// One write in a commit batch.
+/// Thread safety: a value type; `Sendable`.
+public enum WriteItem: Sendable, Hashable {
+    /// A message with the id and time the commit queue gave it.
+    case message(StoredMessage, senderKey: String, peerKey: String?)
+    case groups([GroupMutation])
+    case readPosition(user: String, messageID: Int64)
+}
