@@ -90,6 +90,16 @@ let package = Package(
         ),
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"], swiftSettings: swiftSettings),
         .testTarget(
+            name: "ParleyServerTests",
+            dependencies: [
+                "ParleyServer", "ParleyStore", "ParleyWire", "ParleyCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "ParleyEndToEndTests",
             dependencies: ["ParleyServer", "ParleyClient", "ParleyWire", "ParleyStore"],
             swiftSettings: swiftSettings

@@ -51,7 +51,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         self.encoder = encoder
         self.format = sink.format.index
         self.loopIndex = loopIndex
-        self.state = NIOLoopBoundBox(DeliveryState(readPosition: readPosition), eventLoop: sink.eventLoop)
+        self.state = .makeBoxSendingValue(DeliveryState(readPosition: readPosition), eventLoop: sink.eventLoop)
         self.limits = limits
         self.maxInflight = maxInflight
         self.baseLogger = logger
