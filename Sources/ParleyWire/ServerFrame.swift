@@ -138,18 +138,23 @@ extension ServerFrame {
 }
 
 extension ServerFrame {
-    private static let encoder = JSONEncoder()
     private static let decoder = JSONDecoder()
 
-    /// The JSON payload, without framing (what a WebSocket text frame would carry).
+    /// The JSON payload, without framing (what a WebSocket text frame would carry), with its
+    /// fields in a fixed order (see ``writeJSON(into:)``).
     public func json() -> [UInt8] {
-        // Encoding a struct of strings, numbers and arrays cannot fail.
-        (try? Array(Self.encoder.encode(self))) ?? Array(#"{"type":"error","code":"INTERNAL","message":"encoding failed"}"#.utf8)
+        var buffer = ByteBufferAllocator().buffer(capacity: 128)
+        writeJSON(into: &buffer)
+        return Array(buffer.readableBytesView)
     }
 
     /// The frame (length prefix and JSON) ready to write to any number of connections.
     public func frame(allocator: ByteBufferAllocator) -> ByteBuffer {
-        Frame.make(json(), allocator: allocator)
+        var buffer = allocator.buffer(capacity: 128)
+        buffer.writeInteger(UInt32(0))
+        writeJSON(into: &buffer)
+        buffer.setInteger(UInt32(buffer.readableBytes - 4), at: buffer.readerIndex)
+        return buffer
     }
 
     /// Decodes a frame payload.

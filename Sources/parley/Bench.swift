@@ -35,7 +35,9 @@ struct Bench: AsyncParsableCommand {
     var storm: Int?
     @Option(help: "Seconds to wait for all deliveries.") var timeout: Double = 120
     @Option(help: "Event loop threads of the load generator.") var threads = 2
-    @Option(help: "Extra arguments for the server the bench starts, e.g. --server-args='--durability full'.")
+    @Option(name: .customLong("server-binary"), help: "The parley executable to start as the server (default: this one), to compare builds side by side.")
+    var serverBinary: String?
+        @Option(help: "Extra arguments for the server the bench starts, e.g. --server-args='--durability full'.")
     var serverArgs: String = ""
 
     func run() async throws {
@@ -254,7 +256,7 @@ struct Bench: AsyncParsableCommand {
 
     func startServer(dataDir: String) throws -> (Process, Int) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        process.executableURL = URL(fileURLWithPath: serverBinary ?? "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = ["serve", "--port", "0", "--data-dir", dataDir, "--bcrypt-cost", "4", "--guests", "--log-level", "warning"]
             + serverArgs.split(separator: " ").map(String.init)
         let out = Pipe()

@@ -1,4 +1,5 @@
 import Foundation
+import ParleyClient
 import ParleyServer
 import ParleyStore
 import Testing
@@ -44,5 +45,42 @@ struct ConfigurationTests {
         var bad = ServerConfiguration()
         bad.limits.maxFrameSize = 10
         #expect(throws: ServerConfiguration.InvalidSetting.self) { try bad.validate() }
+    }
+}
+
+@Suite("Configuration precedence through the shared builder")
+struct ConfigurationPrecedenceTests {
+    @Test("flags win over the environment, which wins over the file; the server built from it uses the result")
+    func precedence() async throws {
+        let directory = NSTemporaryDirectory() + "parley-precedence-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let file = NSTemporaryDirectory() + "parley-precedence-\(UUID().uuidString).env"
+        try """
+            PARLEY_NAME=from-file
+            PARLEY_MAX_TEXT=10
+            PARLEY_PRESENCE_LIMIT=7
+            PARLEY_PORT=1
+            PARLEY_DATA_DIR=\(directory)
+            """.write(toFile: file, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let configuration = try ServerConfiguration.resolve(
+            file: file,
+            environment: ["PARLEY_NAME": "from-env", "PARLEY_MAX_TEXT": "20", "HOME": "/ignored", "PARLEY_BCRYPT_COST": "4"],
+            flags: ["PARLEY_MAX_TEXT": "30", "PARLEY_PORT": "0"])
+        #expect(configuration.serverName == "from-env", "the environment beats the file")
+        #expect(configuration.limits.maxMessageLength == 30, "a flag beats both")
+        #expect(configuration.presenceThreshold == 7, "the file beats the defaults")
+        #expect(throws: ServerConfiguration.InvalidSetting.self) {
+            try ServerConfiguration.resolve(environment: ["PARLEY_PORT": "99999"])
+        }
+        let server = try ParleyServer(configuration: configuration)
+        let port = try await server.start()
+        #expect(port > 1 && server.port(of: "native") == port, "port 0 from the flag: a free port was picked")
+        let client = try await ParleyClient.connect(host: "127.0.0.1", port: port)
+        #expect(client.hello.server == "from-env")
+        #expect(client.hello.maxText == 30)
+        #expect(client.hello.presenceLimit == 7)
+        await client.close()
+        await server.shutdown()
     }
 }
