@@ -10,8 +10,14 @@ extension ParleyClient {
 
     /// Logs in (`LOGIN_SUCCESS`). The replay of missed messages follows as events, ended by `replay_end`.
     @discardableResult
-    public func login(_ username: String, password: String, since: Int64? = nil, timeout: Double = 10) async throws -> ServerFrame {
-        try await request(.login(username: username, password: password, since: since), timeout: timeout)
+    public func login(_ username: String, password: String, since: Int64? = nil, remember: Bool = false, timeout: Double = 10) async throws -> ServerFrame {
+        try await request(.login(username: username, credential: .password(password), since: since, remember: remember), timeout: timeout)
+    }
+
+    /// Logs in with a login token from an earlier `remember` (no password, no bcrypt).
+    @discardableResult
+    public func login(_ username: String, token: String, since: Int64? = nil, timeout: Double = 10) async throws -> ServerFrame {
+        try await request(.login(username: username, credential: .token(token), since: since), timeout: timeout)
     }
 
     /// Joins as a guest; the reply's `username` is the name the server gave.

@@ -17,6 +17,10 @@ extension Hub {
         var presence: [PresenceChange]
         /// The online count, when the server is above the presence threshold.
         var onlineCount: Int?
+        /// A login token made for this login (`remember`), to hand to the client.
+        var issuedToken: String? = nil
+        /// The hash of the token this session logged in with or was given (revoked by `logout`).
+        var tokenHash: String? = nil
     }
 
     /// Registers an account. Hashing runs on the thread pool; the future completes on `loop`
@@ -48,9 +52,12 @@ extension Hub {
         }
     }
 
-    /// Checks a password (on the thread pool) and attaches a new session writing to `sink`.
-    /// - Parameter since: replay after this message id instead of after the stored read position.
-    func login(name: String, password: String, since: Int64? = nil, address: String, sink: any SessionSink) -> EventLoopFuture<Attached> {
+    /// Checks a password or a login token (on the thread pool) and attaches a new session writing to `sink`.
+    /// - Parameters:
+    ///   - since: replay after this message id instead of after the stored read position.
+    ///   - remember: with a password, make a login token for later logins.
+    func login(name: String, credential: Credential, since: Int64? = nil, remember: Bool = false, address: String,
+               sink: any SessionSink) -> EventLoopFuture<Attached> {
         let loop = sink.eventLoop
         let key = Names.key(name)
         let throttleKeys = ["user:" + key, "addr:" + address]
@@ -62,20 +69,50 @@ extension Hub {
         }
         let storage = self.storage
         let dummy = dummyHash
-        return offload(on: loop) { () -> (Account, [String])? in
-            let account = try storage.account(key)
-            guard Bcrypt.verify(password, hash: account?.passwordHash ?? dummy), let account else { return nil }
-            return (account, try storage.conversationPartners(of: account.key))
+        struct Found: Sendable {
+            var account: Account
+            var partners: [String]
+            var token: String?
+            var tokenHash: String?
+        }
+        return offload(on: loop) { () -> Found? in
+            let account: Account?
+            var token: String? = nil
+            var tokenHash: String? = nil
+            switch credential {
+            case .password(let password):
+                let stored = try storage.account(key)
+                account = Bcrypt.verify(password, hash: stored?.passwordHash ?? dummy) ? stored : nil
+                if let account, remember {
+                    let made = LoginToken.make()
+                    tokenHash = LoginToken.hash(made)
+                    try storage.saveToken(hash: tokenHash!, user: account.key, now: .now, keep: LoginToken.keepPerUser)
+                    token = made
+                }
+            case .token(let presented):
+                let hash = LoginToken.hash(presented)
+                let owner = try storage.account(tokenHash: hash, now: .now, maxAge: LoginToken.maxAge)
+                account = owner?.key == key ? owner : nil
+                if account != nil { tokenHash = hash }
+            }
+            guard let account else { return nil }
+            return Found(account: account, partners: try storage.conversationPartners(of: account.key), token: token, tokenHash: tokenHash)
         }.flatMapThrowing { found in
             let now = Date().timeIntervalSince1970
-            guard let (account, partners) = found else {
+            guard let found else {
                 self.state.withLock { $0.throttle.failed(throttleKeys, now: now) }
                 self.logger.info("failed login", metadata: ["user": "\(name)", "address": "\(address)"])
+                if case .token = credential {
+                    throw ParleyError(.invalidCredentials, "that login token is not valid (any more); log in with your password")
+                }
                 throw ParleyError(.invalidCredentials, "wrong username or password")
             }
             self.state.withLock { $0.throttle.succeeded("user:" + key) }
-            return try self.attach(Identity(name: account.name, guest: false), sink: sink, storedPosition: account.readPosition,
-                                   since: since, partners: Set(partners))
+            var attached = try self.attach(Identity(name: found.account.name, guest: false), sink: sink,
+                                           storedPosition: found.account.readPosition, since: since, partners: Set(found.partners))
+            attached.issuedToken = found.token
+            attached.tokenHash = found.tokenHash
+            return attached
         }
     }
 
@@ -140,6 +177,12 @@ extension Hub {
             session.writeReplay(frames)
             session.finishReplay(through: attached.through)
         }
+    }
+
+    /// Forgets a login token (at `logout`), off the event loop.
+    func forgetToken(hash: String) {
+        let storage = self.storage
+        threadPool.submit { _ in try? storage.deleteToken(hash: hash) }
     }
 
     /// Removes a session whose connection closed; the user goes offline with their last one.

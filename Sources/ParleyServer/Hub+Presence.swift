@@ -22,7 +22,7 @@ extension Hub {
         let (flush, general, snapshot, inUse) = state.withLock { s in
             let flush = s.presence.flush(now: now)
             let snapshot = flush.snapshotForEveryone ? s.presenceSnapshot(for: "") : []
-            return (flush, s.general, snapshot, s.formatsInUse)
+            return (flush, s.general.map(\.sessions), snapshot, s.formatsInUse)
         }
         if let again = flush.again {
             schedulePresenceFlush(in: .milliseconds(max(1, Int64((again - now) * 1000))))

@@ -97,7 +97,7 @@ public final class Hub: Sendable {
 
     /// Sends `event` to every session.
     func broadcast(_ event: Event) {
-        let (parts, inUse) = state.withLock { s in (s.general, s.formatsInUse) }
+        let (parts, inUse) = state.withLock { s in (s.general.map(\.sessions), s.formatsInUse) }
         let encoded = encode(event, formats: inUse)
         enqueue(parts.map { $0.isEmpty ? [] : [.fanout(Fanout(encoded: encoded, messageID: 0, recipients: $0))] }, finished: [])
     }
@@ -112,7 +112,7 @@ public final class Hub: Sendable {
         guard !batch.isEmpty else { return }
         // Recipients come from sets already split by event loop, so this thread does work per
         // message and loop, not per recipient; the loops do the per-recipient writes.
-        let (recipients, inUse): ([[Set<Session>]], [Bool]) = state.withLock { s in
+        let (recipients, inUse): ([[[Session]]], [Bool]) = state.withLock { s in
             let lists = batch.map { s.recipients(of: $0.message.room) }
             for item in batch {
                 if case .direct(let a, let b) = item.message.room { s.notePartners(a, b) }
@@ -189,7 +189,7 @@ public final class Hub: Sendable {
         var ack: ByteBuffer? = nil
         var sender: Session? = nil
         var messageID: Int64
-        var recipients: Set<Session>
+        var recipients: [Session]
     }
 
     /// On one loop: every recipient gets the event in its format (the sender its acknowledgement,

@@ -21,10 +21,10 @@ struct HubState {
     var fanOutPosition: Int64
     /// Online users by key.
     var users: [String: OnlineUser] = [:]
-    /// Every session, split by event loop: the general room's recipients (copy-on-write sets).
-    var general: [Set<Session>]
+    /// Every session, split by event loop: the general room's recipients.
+    var general: [SessionList]
     /// For each group with online members, their sessions split by event loop.
-    var groupSessions: [Int64: [Set<Session>]] = [:]
+    var groupSessions: [Int64: [SessionList]] = [:]
     /// Sessions following each user (by key), and what each session follows.
     var followers: [String: Set<Session>] = [:]
     var following: [Session: Set<String>] = [:]
@@ -46,7 +46,7 @@ struct HubState {
         self.directory = directory
         self.fanOutPosition = fanOutPosition
         self.loopCount = max(loopCount, 1)
-        self.general = Array(repeating: [], count: max(loopCount, 1))
+        self.general = Array(repeating: SessionList(), count: max(loopCount, 1))
         self.sessionsPerFormat = Array(repeating: 0, count: max(formatCount, 1))
         self.presence = PresenceTracker(threshold: presenceThreshold)
     }
@@ -54,21 +54,21 @@ struct HubState {
     var formatsInUse: [Bool] { sessionsPerFormat.map { $0 > 0 } }
 
     /// The sessions that receive a message in `room`, split by event loop index.
-    func recipients(of room: Room) -> [Set<Session>] {
+    func recipients(of room: Room) -> [[Session]] {
         switch room {
         case .general:
-            return general
+            return general.map(\.sessions)
         case .group(let id):
-            return groupSessions[id] ?? Array(repeating: [], count: loopCount)
+            return groupSessions[id]?.map(\.sessions) ?? Array(repeating: [], count: loopCount)
         case .direct(let a, let b):
             let first = users[Self.userKey(a)]?.sessions ?? []
             return partition(a == b ? first : first + (users[Self.userKey(b)]?.sessions ?? []))
         }
     }
 
-    func partition(_ sessions: some Sequence<Session>) -> [Set<Session>] {
-        var parts = Array(repeating: Set<Session>(), count: loopCount)
-        for session in sessions { parts[session.loopIndex].insert(session) }
+    func partition(_ sessions: some Sequence<Session>) -> [[Session]] {
+        var parts = Array(repeating: [Session](), count: loopCount)
+        for session in sessions { parts[session.loopIndex].append(session) }
         return parts
     }
 
@@ -125,7 +125,7 @@ struct HubState {
     }
 
     mutating func addToGroup(_ id: Int64, _ session: Session) {
-        if groupSessions[id] == nil { groupSessions[id] = Array(repeating: [], count: loopCount) }
+        if groupSessions[id] == nil { groupSessions[id] = Array(repeating: SessionList(), count: loopCount) }
         groupSessions[id]![session.loopIndex].insert(session)
     }
 

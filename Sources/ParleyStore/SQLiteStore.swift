@@ -49,6 +49,49 @@ public final class SQLiteStore: Storage {
         }
     }
 
+    public func saveToken(hash: String, user: String, now: Timestamp, keep: Int) throws {
+        try pool.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO login_token (hash, user, created_at, last_used) VALUES (?, ?, ?, ?)",
+                arguments: [hash, user, now.milliseconds, now.milliseconds])
+            try db.execute(
+                sql: """
+                    DELETE FROM login_token WHERE user = ? AND hash NOT IN
+                    (SELECT hash FROM login_token WHERE user = ? ORDER BY last_used DESC LIMIT ?)
+                    """,
+                arguments: [user, user, keep])
+        }
+    }
+
+    public func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account? {
+        let found = try pool.read { db in
+            try Row.fetchOne(
+                db,
+                sql: """
+                    SELECT a.key, a.name, a.password_hash, a.last_read, t.last_used FROM login_token t
+                    JOIN account a ON a.key = t.user WHERE t.hash = ?
+                    """,
+                arguments: [tokenHash])
+        }
+        guard let row = found else { return nil }
+        let lastUsed: Int64 = row["last_used"]
+        if now.milliseconds - lastUsed > maxAge {
+            try deleteToken(hash: tokenHash)
+            return nil
+        }
+        // Marking it used costs a write; once a day is enough to keep it alive.
+        if now.milliseconds - lastUsed > 86_400_000 {
+            try pool.write { db in
+                try db.execute(sql: "UPDATE login_token SET last_used = ? WHERE hash = ?", arguments: [now.milliseconds, tokenHash])
+            }
+        }
+        return Account(key: row["key"], name: row["name"], passwordHash: row["password_hash"], readPosition: row["last_read"])
+    }
+
+    public func deleteToken(hash: String) throws {
+        try pool.write { db in try db.execute(sql: "DELETE FROM login_token WHERE hash = ?", arguments: [hash]) }
+    }
+
     /// Every account's key and display name.
     public func accountNames() throws -> [String: String] {
         try pool.read { db in

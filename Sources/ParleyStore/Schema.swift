@@ -52,6 +52,17 @@ enum Schema {
                 INSERT INTO counter VALUES ('group_id', 0);
                 """)
         }
+        migrator.registerMigration("v2 login tokens") { db in
+            try db.execute(sql: """
+                CREATE TABLE login_token (
+                    hash TEXT PRIMARY KEY NOT NULL,
+                    user TEXT NOT NULL REFERENCES account(key) ON DELETE CASCADE,
+                    created_at INTEGER NOT NULL,
+                    last_used INTEGER NOT NULL
+                );
+                CREATE INDEX login_token_user ON login_token(user, last_used);
+                """)
+        }
         return migrator
     }
 }

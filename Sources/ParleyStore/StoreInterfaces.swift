@@ -9,6 +9,14 @@ public protocol AccountStore: Sendable {
     func account(_ key: String) throws -> Account?
     /// Every account's key and name as registered.
     func accountNames() throws -> [String: String]
+    /// Stores a login token (only its hash) for `user`, keeping at most `keep` per user (the
+    /// most recently used).
+    func saveToken(hash: String, user: String, now: Timestamp, keep: Int) throws
+    /// The account a token hash belongs to, if the token was used within `maxAge` milliseconds
+    /// (older ones are deleted). Marks it used.
+    func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account?
+    /// Forgets a token.
+    func deleteToken(hash: String) throws
 }
 
 /// Groups, members and invitations as loaded at start; changes are written through ``BatchWriter``.

@@ -2,7 +2,7 @@ import ParleyCore
 
 extension RequestEnvelope: Codable {
     enum Key: String, CodingKey {
-        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users
+        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users, token, remember
     }
 
     /// Thrown while decoding when `type` names no request.
@@ -27,7 +27,10 @@ extension RequestEnvelope: Codable {
         switch type {
         case "register": request = .register(username: try string(.username), password: try string(.password))
         case "login":
-            request = .login(username: try string(.username), password: try string(.password), since: try c.decodeIfPresent(Int64.self, forKey: .since))
+            let (key, secret) = try oneOf(.password, .token)
+            request = .login(
+                username: try string(.username), credential: key == .password ? .password(secret) : .token(secret),
+                since: try c.decodeIfPresent(Int64.self, forKey: .since), remember: try c.decodeIfPresent(Bool.self, forKey: .remember) ?? false)
         case "guest": request = .guest(name: try string(.name))
         case "send":
             let (key, target) = try oneOf(.room, .to)
@@ -70,10 +73,14 @@ extension RequestEnvelope: Codable {
         case .register(let username, let password):
             try c.encode(username, forKey: .username)
             try c.encode(password, forKey: .password)
-        case .login(let username, let password, let since):
+        case .login(let username, let credential, let since, let remember):
             try c.encode(username, forKey: .username)
-            try c.encode(password, forKey: .password)
+            switch credential {
+            case .password(let password): try c.encode(password, forKey: .password)
+            case .token(let token): try c.encode(token, forKey: .token)
+            }
             try c.encodeIfPresent(since, forKey: .since)
+            if remember { try c.encode(true, forKey: .remember) }
         case .guest(let name):
             try c.encode(name, forKey: .name)
         case .send(let target, let text):

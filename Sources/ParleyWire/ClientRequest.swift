@@ -5,9 +5,10 @@ import ParleyCore
 /// Thread safety: a value type; `Sendable`.
 public enum ClientRequest: Sendable, Hashable {
     case register(username: String, password: String)
-    /// `since`: replay what came after this message id instead of after the server's record of
-    /// what this user was sent (a client that tracks what it has shown loses nothing in flight).
-    case login(username: String, password: String, since: Int64? = nil)
+    /// `since`: replay what came after this message id instead of after the stored read position
+    /// (a client that tracks what it has shown loses nothing in flight). `remember` (with a
+    /// password): the welcome carries a login token for later logins without the password.
+    case login(username: String, credential: Credential, since: Int64? = nil, remember: Bool = false)
     case guest(name: String)
     /// A message to a room (`general` or a group name) or, privately, to a user.
     case send(Target, text: String)

@@ -22,6 +22,7 @@ extension ServerFrame {
         w.field("result", result)
         w.field("username", username)
         w.field("guest", guest)
+        w.field("token", token)
         w.field("online", online)
         w.field("messageId", messageId)
         w.field("time", time)

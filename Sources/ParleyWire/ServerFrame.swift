@@ -27,6 +27,8 @@ public struct ServerFrame: Codable, Sendable, Hashable {
     public var result: String?
     public var username: String?
     public var guest: Bool?
+    /// A login token (in `welcome`, after a login with `remember`).
+    public var token: String?
     public var online: Bool?
     // a chat message
     public var messageId: Int64?

@@ -22,6 +22,9 @@ final class FailingStore: Storage {
     }
     func account(_ key: String) throws -> Account? { try inner.account(key) }
     func accountNames() throws -> [String: String] { try inner.accountNames() }
+    func saveToken(hash: String, user: String, now: Timestamp, keep: Int) throws { try inner.saveToken(hash: hash, user: user, now: now, keep: keep) }
+    func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account? { try inner.account(tokenHash: tokenHash, now: now, maxAge: maxAge) }
+    func deleteToken(hash: String) throws { try inner.deleteToken(hash: hash) }
     func loadGroups() throws -> (groups: [Group], nextID: Int64) { try inner.loadGroups() }
     func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage] { try inner.history(room, before: before, limit: limit) }
     func missed(user: String, rooms: [Room], readPosition: Int64, through: Int64, perRoom: Int, directs: Bool) throws -> [StoredMessage] {

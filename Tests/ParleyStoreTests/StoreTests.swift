@@ -142,3 +142,26 @@ struct StoreTests {
         }
     }
 }
+
+@Suite("SQLite store: login tokens")
+struct TokenStoreTests {
+    @Test("a token finds its account until it is older than the maximum age; each user keeps the newest few")
+    func tokens() throws {
+        try withTemporaryDirectory { dir in
+            let store = try SQLiteStore(directory: dir)
+            _ = try store.createAccount(name: "Alice", passwordHash: "h", now: .init(milliseconds: 0))
+            try store.saveToken(hash: "t1", user: "alice", now: .init(milliseconds: 1000), keep: 2)
+            #expect(try store.account(tokenHash: "t1", now: .init(milliseconds: 2000), maxAge: 5000)?.name == "Alice")
+            #expect(try store.account(tokenHash: "nope", now: .init(milliseconds: 2000), maxAge: 5000) == nil)
+            #expect(try store.account(tokenHash: "t1", now: .init(milliseconds: 7001), maxAge: 5000) == nil, "too old")
+            #expect(try store.account(tokenHash: "t1", now: .init(milliseconds: 2000), maxAge: 5000) == nil, "and deleted")
+            for (i, hash) in ["a", "b", "c"].enumerated() {
+                try store.saveToken(hash: hash, user: "alice", now: .init(milliseconds: Int64(10_000 + i)), keep: 2)
+            }
+            #expect(try store.account(tokenHash: "a", now: .init(milliseconds: 10_010), maxAge: 5000) == nil, "the oldest went")
+            #expect(try store.account(tokenHash: "c", now: .init(milliseconds: 10_010), maxAge: 5000) != nil)
+            try store.deleteToken(hash: "c")
+            #expect(try store.account(tokenHash: "c", now: .init(milliseconds: 10_010), maxAge: 5000) == nil)
+        }
+    }
+}

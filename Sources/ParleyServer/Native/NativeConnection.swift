@@ -18,6 +18,8 @@ final class NativeConnection: ChannelInboundHandler {
     private var machine: ConnectionStateMachine
     private var address = "?"
     private var session: Session?
+    /// The login token this session used or was given; `logout` forgets it.
+    private var tokenHash: String?
     private var sink: NativeSink!
     private var loginTimer: Scheduled<Void>?
     private var channel: (any Channel)!
@@ -134,9 +136,9 @@ final class NativeConnection: ChannelInboundHandler {
                 return frame
             }
         case .authenticate:
-            guard case .login(let username, let password, let since)? = request else { return }
+            guard case .login(let username, let credential, let since, let remember)? = request else { return }
             let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
-            hub.login(name: username, password: password, since: since, address: address, sink: sink).whenComplete { result in
+            hub.login(name: username, credential: credential, since: since, remember: remember, address: address, sink: sink).whenComplete { result in
                 let this = this.value
                 switch result {
                 case .success(let attached):
@@ -160,6 +162,7 @@ final class NativeConnection: ChannelInboundHandler {
             guard let request, let session else { return }
             handle(request, id: id, session: session)
         case .logout:
+            if let tokenHash { hub.forgetToken(hash: tokenHash) }
             let channel = self.channel!
             channel.writeAndFlush(ServerFrame.ok(id: id).frame(allocator: channel.allocator)).whenComplete { _ in
                 channel.close(promise: nil)
@@ -177,11 +180,13 @@ final class NativeConnection: ChannelInboundHandler {
         switch action {
         case .startSession where channel.isActive:
             session = attached.session
+            tokenHash = attached.tokenHash
             loginTimer?.cancel()
             var welcome = ServerFrame(type: "welcome", id: id)
             welcome.result = "LOGIN_SUCCESS"
             welcome.username = attached.session.identity.name
             welcome.guest = attached.session.identity.guest
+            welcome.token = attached.issuedToken
             channel.writeAndFlush(welcome.frame(allocator: channel.allocator), promise: nil)
             hub.replay(attached)
         case .startSession, .detachLateSession:
