@@ -33,6 +33,8 @@ struct Bench: AsyncParsableCommand {
     var idle: Int?
     @Option(help: "Instead of sending: this many registered users in N/10 groups all log in at once; report time, server CPU and frames per client.")
     var storm: Int?
+    @Flag(name: .customLong("storm-passwords"), help: "With --storm: every user logs in with the password (a bcrypt check each) instead of the login token a real client keeps for reconnecting.")
+    var stormPasswords = false
     @Option(help: "Seconds to wait for all deliveries.") var timeout: Double = 120
     @Option(help: "Event loop threads of the load generator.") var threads = 2
     @Option(name: .customLong("server-binary"), help: "The parley executable to start as the server (default: this one), to compare builds side by side.")
