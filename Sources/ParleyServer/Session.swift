@@ -20,8 +20,10 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         var heldBytes = 0
         /// The id of the newest message written to this session.
         var readPosition: Int64
-        /// Whether something was written since the last flush.
-        var flushOwed = false
+        /// Frames queued since the last flush, copied into one chunk of at most ``chunkSize``
+        /// bytes (a full chunk is handed to the sink and a new one started): one write per
+        /// session per batch instead of one per frame.
+        var chunk: ByteBuffer?
         var closing = false
         /// Sends awaiting storage; reading pauses above the limit.
         var inflight = 0
@@ -78,7 +80,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
     @discardableResult
     func deliver(_ bytes: ByteBuffer, messageID: Int64) -> Bool {
-        enum Action { case nothing, write(owed: Bool), overflow }
+        enum Action { case nothing, queued(owed: Bool), writeFull(ByteBuffer), overflow }
         let action = state.withValue { s -> Action in
             if s.closing { return .nothing }
             if s.replaying {
@@ -92,35 +94,57 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
                 return .nothing
             }
             if messageID > s.readPosition { s.readPosition = messageID }
-            if s.flushOwed { return .write(owed: false) }
-            s.flushOwed = true
-            return .write(owed: true)
+            if s.chunk != nil {
+                if s.chunk!.readableBytes + bytes.readableBytes <= Self.chunkSize {
+                    s.chunk!.writeImmutableBuffer(bytes)
+                    return .queued(owed: false)
+                }
+                // Keep chunks small enough to stay on malloc's heap (big ones are mmapped,
+                // which costs page faults on every batch): hand this one to the sink.
+                let full = s.chunk!
+                s.chunk = Self.chunk(starting: bytes)
+                return .writeFull(full)
+            }
+            // The first frame since the last flush: what the connection could not take then is
+            // still queued now. Over the bound means this client is not keeping up.
+            guard sink.isWritable else {
+                s.closing = true
+                return .overflow
+            }
+            s.chunk = Self.chunk(starting: bytes)
+            return .queued(owed: true)
         }
         switch action {
         case .nothing: return false
-        case .write(let owed):
-            // The first write since the last flush: what the connection could not take then is
-            // still queued now. Over the bound means this client is not keeping up.
-            if owed && !sink.isWritable {
-                state.withValue { $0.closing = true }
-                overflow()
-                return false
-            }
-            sink.write(bytes)
-            return owed
+        case .queued(let owed): return owed
+        case .writeFull(let full):
+            sink.write(full)
+            return false
         case .overflow:
             overflow()
             return false
         }
     }
 
+    /// Largest coalesced write.
+    static let chunkSize = 32 * 1024
+
+    static func chunk(starting bytes: ByteBuffer) -> ByteBuffer {
+        var chunk = ByteBufferAllocator().buffer(capacity: max(min(bytes.readableBytes * 8, chunkSize), bytes.readableBytes))
+        chunk.writeImmutableBuffer(bytes)
+        return chunk
+    }
+
     /// Sends what ``deliver(_:messageID:)`` queued. On the loop only.
     func flush() {
-        let owed = state.withValue { s in
-            defer { s.flushOwed = false }
-            return s.flushOwed
+        let chunk = state.withValue { s in
+            defer { s.chunk = nil }
+            return s.chunk
         }
-        if owed { sink.flush() }
+        if let chunk {
+            sink.write(chunk)
+            sink.flush()
+        }
     }
 
     /// Encodes `event` for this session and sends it, from any thread.
@@ -146,6 +170,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     func writeReplay(_ frames: [ByteBuffer]) {
         guard !state.value.closing else { return }
         for frame in frames { sink.write(frame) }
+        sink.flush()
     }
 
     /// Ends the login replay: the replayed frames have been written; live messages held meanwhile
@@ -154,7 +179,6 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         let held = state.withValue { s in
             s.replaying = false
             if lastReplayed > s.readPosition { s.readPosition = lastReplayed }
-            s.flushOwed = true
             defer { s.held = []; s.heldBytes = 0 }
             return s.held
         }

@@ -12,7 +12,9 @@ public protocol SessionSink: AnyObject, Sendable {
     var eventLoop: any EventLoop { get }
     /// The wire format the connection speaks (which of the hub's encoders made its bytes).
     var format: WireFormat { get }
-    /// Queues one encoded event or reply (a whole frame of ``format``), without flushing.
+    /// Queues bytes of ``format`` (one or more whole frames: a session coalesces the frames of a
+    /// batch into chunks of up to 32 KiB), without flushing. A transport whose pipeline wraps
+    /// messages (WebSocket) writes them below its frame encoder, as bytes.
     func write(_ bytes: ByteBuffer)
     /// Sends what ``write(_:)`` queued.
     func flush()

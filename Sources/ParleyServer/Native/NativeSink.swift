@@ -2,47 +2,21 @@ import NIOCore
 import ParleyCore
 import ParleyWire
 
-/// The native protocol's ``SessionSink``: frames are copied into one chunk of at most
-/// ``chunkSize`` bytes (a full chunk is written and a new one started), so a batch costs one
-/// write per connection instead of one per frame.
-/// Thread safety: `Sendable`; the chunk lives in a `NIOLoopBoundBox`, touched on the channel's loop only.
+/// The native protocol's ``SessionSink``: bytes (whole frames, coalesced by the session) go
+/// straight to the channel.
+/// Thread safety: `Sendable`; holds only the channel, whose methods it calls on the channel's loop.
 final class NativeSink: SessionSink {
     let channel: any Channel
     var eventLoop: any EventLoop { channel.eventLoop }
     var format: WireFormat { .native }
-    private let chunk: NIOLoopBoundBox<ByteBuffer?>
 
     init(channel: any Channel) {
         self.channel = channel
-        self.chunk = NIOLoopBoundBox(nil, eventLoop: channel.eventLoop)
     }
 
-    /// Largest coalesced write. Chunks this small stay on malloc's heap (big ones are mmapped,
-    /// which costs page faults on every batch).
-    static let chunkSize = 32 * 1024
+    func write(_ bytes: ByteBuffer) { channel.write(bytes, promise: nil) }
 
-    func write(_ bytes: ByteBuffer) {
-        let full: ByteBuffer? = chunk.withValue { chunk in
-            if chunk != nil, chunk!.readableBytes + bytes.readableBytes <= Self.chunkSize {
-                chunk!.writeImmutableBuffer(bytes)
-                return nil
-            }
-            let full = chunk
-            var fresh = channel.allocator.buffer(capacity: max(min(bytes.readableBytes * 8, Self.chunkSize), bytes.readableBytes))
-            fresh.writeImmutableBuffer(bytes)
-            chunk = fresh
-            return full
-        }
-        if let full { channel.write(full, promise: nil) }
-    }
-
-    func flush() {
-        let pending = chunk.withValue { chunk in
-            defer { chunk = nil }
-            return chunk
-        }
-        if let pending { channel.writeAndFlush(pending, promise: nil) } else { channel.flush() }
-    }
+    func flush() { channel.flush() }
 
     var isWritable: Bool { channel.isWritable }
 
