@@ -59,15 +59,41 @@ struct ConnectionStateMachine {
         case close(ParleyError)
         /// The connection is gone: detach the session.
         case detach
+        /// Too many requests are waiting for answers: stop reading (TCP pushes back on the client).
+        case pauseReading
+        /// Few enough are waiting again: read on.
+        case resumeReading
         case none
     }
 
     private(set) var state: State = .connected
     private var pingOutstanding = false
     let loginTimeout: Double
+    /// Requests waiting for an answer from the hub (register, login, history, group changes).
+    private(set) var pending = 0
+    /// Above this many pending requests the connection stops being read.
+    let maxPending: Int
+    private var readingPaused = false
 
-    init(loginTimeout: Double) {
+    init(loginTimeout: Double, maxPending: Int = 8) {
         self.loginTimeout = loginTimeout
+        self.maxPending = max(maxPending, 1)
+    }
+
+    /// A request was handed to the hub and waits for its answer.
+    mutating func requestStarted() -> Action {
+        pending += 1
+        guard pending >= maxPending, !readingPaused, state != .closed else { return .none }
+        readingPaused = true
+        return .pauseReading
+    }
+
+    /// A pending request was answered.
+    mutating func requestFinished() -> Action {
+        pending = max(pending - 1, 0)
+        guard readingPaused, pending < maxPending, state != .closed, state != .closing else { return .none }
+        readingPaused = false
+        return .resumeReading
     }
 
     var isLoggedIn: Bool { state == .active }

@@ -23,8 +23,11 @@ public struct ServerConfiguration: Sendable {
     public var loginTimeout: Double = 30
     /// Seconds without input before the server pings; twice that closes the connection.
     public var idleTimeout: Double = 300
-    /// Unanswered requests waiting for storage before the server stops reading from a connection.
+    /// Unanswered sends waiting for storage before the server stops reading from a connection.
     public var maxInflight = 256
+    /// Other requests waiting for an answer (register, login, history, group changes) before the
+    /// server stops reading from a connection.
+    public var maxPendingRequests = 8
     public var durability: Durability = .normal
     /// Event loop threads; 0 means one per core.
     public var threads = 0

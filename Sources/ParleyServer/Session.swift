@@ -118,7 +118,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         case .nothing: return false
         case .queued(let owed): return owed
         case .writeFull(let full):
-            sink.write(full)
+            sink.write(full, flush: false)
             return false
         case .overflow:
             overflow()
@@ -142,8 +142,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
             return s.chunk
         }
         if let chunk {
-            sink.write(chunk)
-            sink.flush()
+            sink.write(chunk, flush: true)
         }
     }
 
@@ -169,8 +168,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// Writes the login replay, ahead of everything held back meanwhile. On the loop only.
     func writeReplay(_ frames: [ByteBuffer]) {
         guard !state.value.closing else { return }
-        for frame in frames { sink.write(frame) }
-        sink.flush()
+        for (index, frame) in frames.enumerated() { sink.write(frame, flush: index == frames.count - 1) }
     }
 
     /// Ends the login replay: the replayed frames have been written; live messages held meanwhile

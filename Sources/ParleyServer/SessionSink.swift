@@ -15,9 +15,8 @@ public protocol SessionSink: AnyObject, Sendable {
     /// Queues bytes of ``format`` (one or more whole frames: a session coalesces the frames of a
     /// batch into chunks of up to 32 KiB), without flushing. A transport whose pipeline wraps
     /// messages (WebSocket) writes them below its frame encoder, as bytes.
-    func write(_ bytes: ByteBuffer)
-    /// Sends what ``write(_:)`` queued.
-    func flush()
+    /// With `flush`, sends it and everything queued before it (one pipeline walk for both).
+    func write(_ bytes: ByteBuffer, flush: Bool)
     /// Whether what was flushed before has drained below the connection's outbox bound.
     var isWritable: Bool { get }
     /// Stops or resumes reading from the connection (TCP then pushes back on the client).

@@ -51,15 +51,15 @@ extension RequestEnvelope: Codable {
         case "groups": request = .groups
         case "my_groups": request = .myGroups
         case "group_create":
-            request = .groupCreate(group: try string(.group), inviteOnly: try c.decodeIfPresent(Bool.self, forKey: .inviteOnly) ?? false)
-        case "group_join": request = .groupJoin(group: try string(.group))
-        case "group_leave": request = .groupLeave(group: try string(.group))
+            request = .group(.create(group: try string(.group), inviteOnly: try c.decodeIfPresent(Bool.self, forKey: .inviteOnly) ?? false))
+        case "group_join": request = .group(.join(group: try string(.group)))
+        case "group_leave": request = .group(.leave(group: try string(.group)))
         case "group_members": request = .groupMembers(group: try string(.group))
-        case "group_invite": request = .groupInvite(group: try string(.group), user: try string(.user))
-        case "group_remove": request = .groupRemove(group: try string(.group), user: try string(.user))
-        case "group_mode": request = .groupMode(group: try string(.group), inviteOnly: try c.decode(Bool.self, forKey: .inviteOnly))
-        case "group_transfer": request = .groupTransfer(group: try string(.group), user: try string(.user))
-        case "group_delete": request = .groupDelete(group: try string(.group))
+        case "group_invite": request = .group(.invite(group: try string(.group), user: try string(.user)))
+        case "group_remove": request = .group(.remove(group: try string(.group), user: try string(.user)))
+        case "group_mode": request = .group(.setMode(group: try string(.group), inviteOnly: try c.decode(Bool.self, forKey: .inviteOnly)))
+        case "group_transfer": request = .group(.transfer(group: try string(.group), user: try string(.user)))
+        case "group_delete": request = .group(.delete(group: try string(.group)))
         case "logout": request = .logout
         default: throw UnknownType(type: type)
         }
@@ -103,14 +103,19 @@ extension RequestEnvelope: Codable {
             try c.encodeIfPresent(limit, forKey: .limit)
         case .ping, .pong, .groups, .myGroups, .logout:
             break
-        case .groupCreate(let group, let inviteOnly), .groupMode(let group, let inviteOnly):
+        case .groupMembers(let group):
             try c.encode(group, forKey: .group)
-            try c.encode(inviteOnly, forKey: .inviteOnly)
-        case .groupJoin(let group), .groupLeave(let group), .groupMembers(let group), .groupDelete(let group):
-            try c.encode(group, forKey: .group)
-        case .groupInvite(let group, let user), .groupRemove(let group, let user), .groupTransfer(let group, let user):
-            try c.encode(group, forKey: .group)
-            try c.encode(user, forKey: .user)
+        case .group(let command):
+            switch command {
+            case .create(let group, let inviteOnly), .setMode(let group, let inviteOnly):
+                try c.encode(group, forKey: .group)
+                try c.encode(inviteOnly, forKey: .inviteOnly)
+            case .join(let group), .leave(let group), .delete(let group):
+                try c.encode(group, forKey: .group)
+            case .invite(let group, let user), .remove(let group, let user), .transfer(let group, let user):
+                try c.encode(group, forKey: .group)
+                try c.encode(user, forKey: .user)
+            }
         }
     }
 }

@@ -24,15 +24,9 @@ public enum ClientRequest: Sendable, Hashable {
     case pong
     case groups
     case myGroups
-    case groupCreate(group: String, inviteOnly: Bool)
-    case groupJoin(group: String)
-    case groupLeave(group: String)
     case groupMembers(group: String)
-    case groupInvite(group: String, user: String)
-    case groupRemove(group: String, user: String)
-    case groupMode(group: String, inviteOnly: Bool)
-    case groupTransfer(group: String, user: String)
-    case groupDelete(group: String)
+    /// A change to a group (`group_create`, `group_join`, … on the wire).
+    case group(GroupCommand)
     case logout
 
     /// The wire name of each request type.
@@ -50,32 +44,26 @@ public enum ClientRequest: Sendable, Hashable {
         case .pong: "pong"
         case .groups: "groups"
         case .myGroups: "my_groups"
-        case .groupCreate: "group_create"
-        case .groupJoin: "group_join"
-        case .groupLeave: "group_leave"
         case .groupMembers: "group_members"
-        case .groupInvite: "group_invite"
-        case .groupRemove: "group_remove"
-        case .groupMode: "group_mode"
-        case .groupTransfer: "group_transfer"
-        case .groupDelete: "group_delete"
+        case .group(let command):
+            switch command {
+            case .create: "group_create"
+            case .join: "group_join"
+            case .leave: "group_leave"
+            case .invite: "group_invite"
+            case .remove: "group_remove"
+            case .setMode: "group_mode"
+            case .transfer: "group_transfer"
+            case .delete: "group_delete"
+            }
         case .logout: "logout"
         }
     }
 
     /// The group change this request asks for, if it is one.
     public var groupCommand: GroupCommand? {
-        switch self {
-        case .groupCreate(let group, let inviteOnly): .create(group: group, inviteOnly: inviteOnly)
-        case .groupJoin(let group): .join(group: group)
-        case .groupLeave(let group): .leave(group: group)
-        case .groupInvite(let group, let user): .invite(group: group, user: user)
-        case .groupRemove(let group, let user): .remove(group: group, user: user)
-        case .groupMode(let group, let inviteOnly): .setMode(group: group, inviteOnly: inviteOnly)
-        case .groupTransfer(let group, let user): .transfer(group: group, user: user)
-        case .groupDelete(let group): .delete(group: group)
-        default: nil
-        }
+        if case .group(let command) = self { return command }
+        return nil
     }
 
     /// Whether the request is allowed before login (the command table's "pre-login" column).

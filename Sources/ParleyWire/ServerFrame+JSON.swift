@@ -24,13 +24,7 @@ extension ServerFrame {
         w.field("guest", guest)
         w.field("token", token)
         w.field("online", online)
-        w.field("messageId", messageId)
-        w.field("time", time)
-        w.field("from", from)
-        w.field("room", room)
-        w.field("to", to)
-        w.field("text", text)
-        w.field("replay", replay)
+        w.messageFields(messageId: messageId, time: time, from: from, room: room, to: to, text: text, replay: replay)
         w.field("with", with)
         if let messages { w.array("messages", messages) { w, m in m.write(&w) } }
         w.field("more", more)
@@ -79,13 +73,7 @@ extension ServerFrame {
 extension WireMessage {
     fileprivate func write(_ w: inout JSONObjectWriter) {
         w.object { w in
-            w.field("messageId", messageId)
-            w.field("time", time)
-            w.field("from", from)
-            w.field("room", room)
-            w.field("to", to)
-            w.field("text", text)
-            w.field("replay", replay)
+            w.messageFields(messageId: messageId, time: time, from: from, room: room, to: to, text: text, replay: replay)
         }
     }
 }
@@ -144,6 +132,17 @@ struct JSONObjectWriter {
         case .int(let n): buffer.writeString(String(n))
         case .string(let s): JSONText.write(s, into: &buffer)
         }
+    }
+
+    /// The fields of a chat message, in the one order both `message` frames and history use.
+    mutating func messageFields(messageId: Int64?, time: String?, from: String?, room: String?, to: String?, text: String?, replay: Bool?) {
+        field("messageId", messageId)
+        field("time", time)
+        field("from", from)
+        field("room", room)
+        field("to", to)
+        field("text", text)
+        field("replay", replay)
     }
 
     /// A bare string value inside an array.

@@ -114,14 +114,14 @@ struct Bench: AsyncParsableCommand {
         }
         // Groups: client g creates group g; everyone else joins group i % groups.
         let groupName = { (g: Int) in "b\(run)-g\(g)" }
-        for g in 0..<groups { try await connected[g].request(.groupCreate(group: groupName(g), inviteOnly: false)) }
+        for g in 0..<groups { try await connected[g].request(.group(.create(group: groupName(g), inviteOnly: false))) }
         let everyone = connected
         let groupCount = groups
         for batch in stride(from: groups, to: clients, by: 100) {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 for i in batch..<min(batch + 100, clients) {
                     let name = "b\(run)-g\(i % groupCount)"
-                    tasks.addTask { try await everyone[i].request(.groupJoin(group: name), timeout: 60) }
+                    tasks.addTask { try await everyone[i].request(.group(.join(group: name)), timeout: 60) }
                 }
                 try await tasks.waitForAll()
             }

@@ -210,7 +210,7 @@ struct BadInputTests {
         let hi = try await g1.send("hello from a guest")
         #expect(try await bob.nextMessage { $0.text == "hello from a guest" }.from == "bob2")
         #expect(hi.from == "bob2")
-        await expectError(.guestNotAllowed) { try await g1.request(.groupCreate(group: "g", inviteOnly: false)) }
+        await expectError(.guestNotAllowed) { try await g1.request(.group(.create(group: "g", inviteOnly: false))) }
         // A registered user cannot take a name an online guest holds.
         let d = try await s.connect()
         await expectError(.usernameExists) { try await d.register("Visitor", password: TestServer.password) }

@@ -83,14 +83,14 @@ struct ChatStoryTests {
         let bob = try await s.user("Bob")
         let carol = try await s.user("Carol")
 
-        let created = try await alice.request(.groupCreate(group: "Devs", inviteOnly: false))
+        let created = try await alice.request(.group(.create(group: "Devs", inviteOnly: false)))
         #expect(created.type == "ok")
-        await expectError(.groupExists) { try await bob.request(.groupCreate(group: "devs", inviteOnly: false)) }
-        await expectError(.invalidGroupName) { try await bob.request(.groupCreate(group: "General", inviteOnly: false)) }
+        await expectError(.groupExists) { try await bob.request(.group(.create(group: "devs", inviteOnly: false))) }
+        await expectError(.invalidGroupName) { try await bob.request(.group(.create(group: "General", inviteOnly: false))) }
 
-        try await bob.request(.groupJoin(group: "devs"))
+        try await bob.request(.group(.join(group: "devs")))
         #expect(try await alice.groupEvent("joined", in: "Devs").username == "Bob")
-        await expectError(.alreadyMember) { try await bob.request(.groupJoin(group: "Devs")) }
+        await expectError(.alreadyMember) { try await bob.request(.group(.join(group: "Devs"))) }
 
         // Only members post and read.
         let post = try await bob.send("devs only", in: "devs")
@@ -113,41 +113,41 @@ struct ChatStoryTests {
         ])
 
         // Invite-only: a stranger is refused until invited.
-        await expectError(.notOwner) { try await bob.request(.groupMode(group: "devs", inviteOnly: true)) }
-        try await alice.request(.groupMode(group: "devs", inviteOnly: true))
+        await expectError(.notOwner) { try await bob.request(.group(.setMode(group: "devs", inviteOnly: true))) }
+        try await alice.request(.group(.setMode(group: "devs", inviteOnly: true)))
         #expect(try await bob.groupEvent("mode", in: "Devs").inviteOnly == true)
-        await expectError(.inviteOnly) { try await carol.request(.groupJoin(group: "devs")) }
-        try await alice.request(.groupInvite(group: "devs", user: "carol"))
+        await expectError(.inviteOnly) { try await carol.request(.group(.join(group: "devs"))) }
+        try await alice.request(.group(.invite(group: "devs", user: "carol")))
         let invitation = try await carol.nextFrame("an invitation") { $0.type == "invited" }
         #expect(invitation.group == "Devs")
         #expect(invitation.by == "Alice")
-        try await carol.request(.groupJoin(group: "devs"))
+        try await carol.request(.group(.join(group: "devs")))
         #expect(try await bob.groupEvent("joined", in: "Devs", user: "Carol").by == nil)
 
         // The owner removes a member, who can no longer post.
-        try await alice.request(.groupRemove(group: "devs", user: "bob"))
+        try await alice.request(.group(.remove(group: "devs", user: "bob")))
         let removed = try await bob.groupEvent("removed", in: "Devs")
         #expect(removed.username == "Bob")
         #expect(removed.by == "Alice")
         await expectError(.notAMember) { try await bob.send("still here?", in: "devs") }
 
         // Hand over ownership; the old owner loses owner powers.
-        try await alice.request(.groupTransfer(group: "devs", user: "carol"))
+        try await alice.request(.group(.transfer(group: "devs", user: "carol")))
         #expect(try await alice.groupEvent("owner", in: "Devs").username == "Carol")
-        await expectError(.notOwner) { try await alice.request(.groupMode(group: "devs", inviteOnly: false)) }
+        await expectError(.notOwner) { try await alice.request(.group(.setMode(group: "devs", inviteOnly: false))) }
 
         // The owner leaves: ownership passes to the longest-standing member.
-        try await carol.request(.groupLeave(group: "devs"))
+        try await carol.request(.group(.leave(group: "devs")))
         #expect(try await alice.groupEvent("left", in: "Devs").username == "Carol")
         #expect(try await alice.groupEvent("owner", in: "Devs").username == "Alice")
         #expect(try await carol.request(.groups).groups?.first?.owner == "Alice")
 
         // The last member leaving deletes the group; an owner can delete one outright.
-        try await alice.request(.groupLeave(group: "devs"))
+        try await alice.request(.group(.leave(group: "devs")))
         #expect(try await alice.request(.groups).groups == [])
-        try await bob.request(.groupCreate(group: "tmp", inviteOnly: false))
-        try await alice.request(.groupJoin(group: "tmp"))
-        try await bob.request(.groupDelete(group: "tmp"))
+        try await bob.request(.group(.create(group: "tmp", inviteOnly: false)))
+        try await alice.request(.group(.join(group: "tmp")))
+        try await bob.request(.group(.delete(group: "tmp")))
         #expect(try await alice.groupEvent("deleted", in: "tmp").group == "tmp")
         #expect(try await alice.request(.myGroups).groups == [])
 

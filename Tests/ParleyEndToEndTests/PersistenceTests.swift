@@ -13,9 +13,9 @@ struct PersistenceTests {
         defer { first.removeData() }
         let alice = try await first.user("Alice")
         let bob = try await first.user("Bob")
-        try await alice.request(.groupCreate(group: "club", inviteOnly: true))
-        try await alice.request(.groupInvite(group: "club", user: "bob"))
-        try await bob.request(.groupJoin(group: "club"))
+        try await alice.request(.group(.create(group: "club", inviteOnly: true)))
+        try await alice.request(.group(.invite(group: "club", user: "bob")))
+        try await bob.request(.group(.join(group: "club")))
         var sent: [WireMessage] = []
         for i in 0..<30 { sent.append(try await alice.send("general \(i)")) }
         let lastID = sent.last!.messageId

@@ -68,3 +68,23 @@ struct ConnectionStateMachineTests {
         #expect(f.closed() == .none, "never logged in: nothing to detach")
     }
 }
+
+@Suite("Connection state machine: requests in flight")
+struct ConnectionPendingTests {
+    @Test("reading pauses when the limit of pending requests is reached and resumes below it")
+    func pending() {
+        var m = ConnectionStateMachine(loginTimeout: 30, maxPending: 2)
+        _ = m.connected()
+        #expect(m.requestStarted() == .none)
+        #expect(m.requestStarted() == .pauseReading)
+        #expect(m.requestStarted() == .none, "already paused")
+        #expect(m.requestFinished() == .none, "still at the limit")
+        #expect(m.requestFinished() == .resumeReading)
+        #expect(m.requestFinished() == .none)
+        #expect(m.pending == 0)
+        _ = m.requestStarted()
+        _ = m.requestStarted()
+        _ = m.framingFailed(ParleyError(.frameTooLarge, "x"))
+        #expect(m.requestFinished() == .none, "a closing connection is not read again")
+    }
+}

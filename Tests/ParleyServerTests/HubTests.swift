@@ -54,7 +54,7 @@ final class RecordingSink: SessionSink {
 
     init(loop: any EventLoop) { eventLoop = loop }
 
-    func write(_ bytes: ByteBuffer) {
+    func write(_ bytes: ByteBuffer, flush: Bool) {
         var bytes = bytes
         while let payload = try? FrameDecoder.next(from: &bytes, maxFrameSize: 1 << 24), let frame = try? ServerFrame.decode(payload) {
             let waiter = state.withLock { s -> CheckedContinuation<ServerFrame, any Error>? in
@@ -65,7 +65,6 @@ final class RecordingSink: SessionSink {
             waiter?.resume(returning: frame)
         }
     }
-    func flush() {}
     var isWritable: Bool { true }
     func setReading(_ reading: Bool) {}
     func close(with error: ParleyError) { state.withLock { $0.closedWith = error } }

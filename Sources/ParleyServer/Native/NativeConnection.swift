@@ -27,7 +27,7 @@ final class NativeConnection: ChannelInboundHandler {
     init(hub: Hub, logger: Logger) {
         self.hub = hub
         self.baseLogger = logger
-        self.machine = ConnectionStateMachine(loginTimeout: hub.configuration.loginTimeout)
+        self.machine = ConnectionStateMachine(loginTimeout: hub.configuration.loginTimeout, maxPending: hub.configuration.maxPendingRequests)
     }
 
     /// A logger with `peer` (and, once logged in, `user`) metadata, built only when something is logged.
@@ -138,8 +138,10 @@ final class NativeConnection: ChannelInboundHandler {
         case .authenticate:
             guard case .login(let username, let credential, let since, let remember)? = request else { return }
             let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            perform(machine.requestStarted(), id: nil)
             hub.login(name: username, credential: credential, since: since, remember: remember, address: address, sink: sink).whenComplete { result in
                 let this = this.value
+                this.perform(this.machine.requestFinished(), id: nil)
                 switch result {
                 case .success(let attached):
                     this.perform(this.machine.loginSucceeded(), id: id, attached: attached)
@@ -167,6 +169,10 @@ final class NativeConnection: ChannelInboundHandler {
             channel.writeAndFlush(ServerFrame.ok(id: id).frame(allocator: channel.allocator)).whenComplete { _ in
                 channel.close(promise: nil)
             }
+        case .pauseReading:
+            sink.setReadingForRequests(false)
+        case .resumeReading:
+            sink.setReadingForRequests(true)
         case .detach:
             if let session {
                 self.session = nil
@@ -239,7 +245,10 @@ final class NativeConnection: ChannelInboundHandler {
     /// Replies with the future's value as a frame, or with its error.
     private func answer<T>(_ future: EventLoopFuture<T>, id: RequestID?, _ frame: @escaping (T) -> ServerFrame) {
         let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        perform(machine.requestStarted(), id: nil)
         future.whenComplete { result in
+            let connection = this.value
+            connection.perform(connection.machine.requestFinished(), id: nil)
             switch result {
             case .success(let value): this.value.reply(frame(value))
             case .failure(let error): this.value.reply(.error(ParleyError.wrap(error), id: id))

@@ -3,26 +3,51 @@ import ParleyCore
 import ParleyWire
 
 /// The native protocol's ``SessionSink``: bytes (whole frames, coalesced by the session) go
-/// straight to the channel.
-/// Thread safety: `Sendable`; holds only the channel, whose methods it calls on the channel's loop.
+/// straight to the channel. Reading pauses while either the session (too many sends awaiting
+/// storage) or the connection (too many requests awaiting answers) asks for it.
+/// Thread safety: `Sendable`; the pause reasons live in a `NIOLoopBoundBox`, and the channel is
+/// called on its loop only.
 final class NativeSink: SessionSink {
     let channel: any Channel
     var eventLoop: any EventLoop { channel.eventLoop }
     var format: WireFormat { .native }
+    private let paused: NIOLoopBoundBox<(bySession: Bool, byRequests: Bool)>
 
+    /// On the channel's loop.
     init(channel: any Channel) {
         self.channel = channel
+        self.paused = NIOLoopBoundBox((false, false), eventLoop: channel.eventLoop)
     }
 
-    func write(_ bytes: ByteBuffer) { channel.write(bytes, promise: nil) }
+    /// The connection's own reason to pause reading (pending requests).
+    func setReadingForRequests(_ reading: Bool) {
+        let (before, after) = paused.withValue { p -> (Bool, Bool) in
+            let before = p.bySession || p.byRequests
+            p.byRequests = !reading
+            return (before, p.bySession || p.byRequests)
+        }
+        apply(before: before, after: after)
+    }
 
-    func flush() { channel.flush() }
+    private func apply(before: Bool, after: Bool) {
+        guard before != after else { return }
+        channel.setOption(ChannelOptions.autoRead, value: !after).whenFailure { _ in }
+        if !after { channel.read() }
+    }
+
+    func write(_ bytes: ByteBuffer, flush: Bool) {
+        if flush { channel.writeAndFlush(bytes, promise: nil) } else { channel.write(bytes, promise: nil) }
+    }
 
     var isWritable: Bool { channel.isWritable }
 
     func setReading(_ reading: Bool) {
-        channel.setOption(ChannelOptions.autoRead, value: reading).whenFailure { _ in }
-        if reading { channel.read() }
+        let (before, after) = paused.withValue { p -> (Bool, Bool) in
+            let before = p.bySession || p.byRequests
+            p.bySession = !reading
+            return (before, p.bySession || p.byRequests)
+        }
+        apply(before: before, after: after)
     }
 
     func close(with error: ParleyError) {
