@@ -33,6 +33,7 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
         // Messages and rooms
         public static let messageTooLong: Code = "MESSAGE_TOO_LONG"
         public static let emptyMessage: Code = "EMPTY_MESSAGE"
+        public static let invalidText: Code = "INVALID_TEXT"
         public static let noSuchGroup: Code = "NO_SUCH_GROUP"
         public static let userNotFound: Code = "USER_NOT_FOUND"
         public static let notAMember: Code = "NOT_A_MEMBER"

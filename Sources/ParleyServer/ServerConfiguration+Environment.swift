@@ -9,7 +9,7 @@ extension ServerConfiguration {
 
     /// Every variable ``init(environment:)`` reads.
     public static let environmentKeys = [
-        "PARLEY_HOST", "PARLEY_PORT", "PARLEY_DATA_DIR", "PARLEY_NAME", "PARLEY_MAX_FRAME", "PARLEY_MAX_TEXT",
+        "PARLEY_HOST", "PARLEY_PORT", "PARLEY_DATA_DIR", "PARLEY_NAME", "PARLEY_MAX_FRAME", "PARLEY_MAX_TEXT", "PARLEY_MAX_TEXT_BYTES",
         "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
         "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
     ]
@@ -40,6 +40,7 @@ extension ServerConfiguration {
         serverName = env["PARLEY_NAME"] ?? serverName
         limits.maxFrameSize = try int("PARLEY_MAX_FRAME") ?? limits.maxFrameSize
         limits.maxMessageLength = try int("PARLEY_MAX_TEXT") ?? limits.maxMessageLength
+        limits.maxTextBytes = try int("PARLEY_MAX_TEXT_BYTES") ?? limits.maxTextBytes
         limits.replayLimit = try int("PARLEY_REPLAY_LIMIT") ?? limits.replayLimit
         limits.maxOutboxBytes = try int("PARLEY_MAX_OUTBOX") ?? limits.maxOutboxBytes
         guests = try bool("PARLEY_GUESTS") ?? guests
@@ -87,6 +88,9 @@ extension ServerConfiguration {
         guard limits.maxFrameSize >= 1024 else { throw InvalidSetting(description: "the maximum frame size must be at least 1024 bytes") }
         guard (0...65535).contains(port) else { throw InvalidSetting(description: "the port must be 0-65535") }
         guard (4...31).contains(bcryptCost) else { throw InvalidSetting(description: "the bcrypt cost must be 4-31") }
+        guard limits.maxTextBytes >= 1, limits.maxTextBytes <= limits.maxFrameSize - 512 else {
+            throw InvalidSetting(description: "the text limit in bytes must be positive and at least 512 bytes under the frame size")
+        }
         guard presenceThreshold >= 0 else { throw InvalidSetting(description: "the presence limit must be 0 or more") }
         guard limits.maxMessageLength >= 1, limits.replayLimit >= 0, limits.maxOutboxBytes >= 4096 else {
             throw InvalidSetting(description: "text length, replay limit and outbox must be positive (outbox at least 4096)")

@@ -15,6 +15,14 @@ extension RequestEnvelope: Codable {
         let type = try c.decode(String.self, forKey: .type)
         self.id = try c.decodeIfPresent(RequestID.self, forKey: .id)
         func string(_ key: Key) throws -> String { try c.decode(String.self, forKey: key) }
+        /// An optional whole number; a number that is not one, or does not fit, names its field.
+        func integer<I: FixedWidthInteger & Decodable>(_ key: Key, _: I.Type = I.self) throws -> I? {
+            do {
+                return try c.decodeIfPresent(I.self, forKey: key)
+            } catch {
+                throw Invalid(message: "field '\(key.rawValue)' must be an integer")
+            }
+        }
         func oneOf(_ a: Key, _ b: Key) throws -> (Key, String) {
             let x = try c.decodeIfPresent(String.self, forKey: a)
             let y = try c.decodeIfPresent(String.self, forKey: b)
@@ -30,7 +38,7 @@ extension RequestEnvelope: Codable {
             let (key, secret) = try oneOf(.password, .token)
             request = .login(
                 username: try string(.username), credential: key == .password ? .password(secret) : .token(secret),
-                since: try c.decodeIfPresent(Int64.self, forKey: .since), remember: try c.decodeIfPresent(Bool.self, forKey: .remember) ?? false)
+                since: try integer(.since, Int64.self), remember: try c.decodeIfPresent(Bool.self, forKey: .remember) ?? false)
         case "guest": request = .guest(name: try string(.name))
         case "send":
             let (key, target) = try oneOf(.room, .to)
@@ -40,10 +48,10 @@ extension RequestEnvelope: Codable {
             let (key, target) = try oneOf(.room, .with)
             request = .history(
                 key == .room ? .room(target) : .with(target),
-                before: try c.decodeIfPresent(Int64.self, forKey: .before),
-                limit: try c.decodeIfPresent(Int.self, forKey: .limit))
+                before: try integer(.before, Int64.self),
+                limit: try integer(.limit, Int.self))
         case "who":
-            request = .who(after: try c.decodeIfPresent(String.self, forKey: .after), limit: try c.decodeIfPresent(Int.self, forKey: .limit))
+            request = .who(after: try c.decodeIfPresent(String.self, forKey: .after), limit: try integer(.limit, Int.self))
         case "follow": request = .follow(try c.decode([String].self, forKey: .users))
         case "unfollow": request = .unfollow(try c.decode([String].self, forKey: .users))
         case "ping": request = .ping

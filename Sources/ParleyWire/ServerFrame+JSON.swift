@@ -19,6 +19,7 @@ extension ServerFrame {
         w.field("guests", guests)
         w.field("maxFrame", maxFrame)
         w.field("maxText", maxText)
+        w.field("maxTextBytes", maxTextBytes)
         w.field("result", result)
         w.field("username", username)
         w.field("guest", guest)

@@ -23,6 +23,7 @@ public struct ServerFrame: Codable, Sendable, Hashable {
     public var guests: Bool?
     public var maxFrame: Int?
     public var maxText: Int?
+    public var maxTextBytes: Int?
     // accounts, presence
     public var result: String?
     public var username: String?

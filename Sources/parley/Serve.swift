@@ -39,6 +39,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A settings file of PARLEY_*=value lines (see docs/parley.env.example); the environment and flags win over it.")
     var config: String?
 
+    @Option(name: .customLong("max-text-bytes"), help: "Longest message in bytes of UTF-8 [PARLEY_MAX_TEXT_BYTES]. (default: 16384)")
+    var maxTextBytes: Int?
     @Option(name: .customLong("presence-limit"), help: "Below this many users online, everyone hears of every arrival and departure [PARLEY_PRESENCE_LIMIT]. (default: 100)")
     var presenceLimit: Int?
 
@@ -51,6 +53,7 @@ struct Serve: AsyncParsableCommand {
         f["PARLEY_NAME"] = name
         f["PARLEY_MAX_FRAME"] = maxFrame.map(String.init)
         f["PARLEY_MAX_TEXT"] = maxText.map(String.init)
+        f["PARLEY_MAX_TEXT_BYTES"] = maxTextBytes.map(String.init)
         f["PARLEY_REPLAY_LIMIT"] = replayLimit.map(String.init)
         f["PARLEY_MAX_OUTBOX"] = maxOutbox.map(String.init)
         f["PARLEY_GUESTS"] = guests.map { $0 ? "1" : "0" }

@@ -47,6 +47,21 @@ struct NamesTests {
         #expect(throws: ParleyError(.emptyMessage, "a message cannot be empty")) { try limits.validateText(" \n ") }
     }
 
+    @Test("text may hold newlines and tabs but no other control character, and is capped in bytes too")
+    func controlCharacters() throws {
+        let limits = Limits()
+        try limits.validateText("two\nlines\tand a tab")
+        for bad in ["a\u{0}b", "\u{0}secret", "bell\u{7}", "esc\u{1B}[31m", "del\u{7F}", "cr\r"] {
+            #expect(throws: ParleyError(.invalidText, "a message may not contain control characters other than newline and tab")) {
+                try limits.validateText(bad)
+            }
+        }
+        // One character with 30,000 combining marks is one character but 60,001 bytes.
+        let zalgo = "e" + String(repeating: "\u{0301}", count: 30_000)
+        #expect(zalgo.count == 1)
+        #expect(throws: ParleyError(.messageTooLong, "a message is at most \(limits.maxTextBytes) bytes of UTF-8")) { try limits.validateText(zalgo) }
+    }
+
     @Test("passwords need 8 characters and at most 72 bytes")
     func passwords() throws {
         let limits = Limits()

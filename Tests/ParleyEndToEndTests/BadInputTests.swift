@@ -46,8 +46,14 @@ struct BadInputTests {
         #expect(try await c.nextFrame { $0.type == "error" }.message == "missing field 'text'")
         c.sendRaw(Self.framed(#"{"type":"send","room":"general","to":"bob","text":"x"}"#))
         #expect(try await c.nextFrame { $0.type == "error" }.code == "BAD_REQUEST")
+        // Text with control characters is refused, not stored cut short (SQLite ends TEXT at NUL).
+        await expectError(.invalidText) { try await c.send("a\u{0}b") }
+        await expectError(.invalidText) { try await c.send("\u{0}secret") }
+        let lines = try await c.send("two\nlines\tok")
+        let page = try await c.request(.history(.room("general"), before: nil, limit: 1))
+        #expect(page.messages?.last?.text == "two\nlines\tok" && page.messages?.last?.messageId == lines.messageId, "stored as acknowledged")
         #expect(try await alice.send("still serving").text == "still serving")
-        #expect(try s.server.storage.messageCount() == 1)
+        #expect(try s.server.storage.messageCount() == 2)
         await c.close()
         await alice.close()
         await s.stop()

@@ -47,6 +47,21 @@ struct RequestParserTests {
         #expect(Self.error(#"{"type":"who","id":{"x":1}}"#)?.message == "field 'id' must be a string or an integer")
     }
 
+    @Test("parsing is strict: raw control characters in strings are BAD_JSON; numbers that do not fit name their field")
+    func strict() {
+        #expect(Self.error("{\"type\":\"send\",\"room\":\"general\",\"text\":\"a\u{1}b\"}")?.code == .badJSON)
+        #expect(Self.error("{\"type\":\"send\",\"room\":\"general\",\"text\":\"tab\tinside\"}")?.code == .badJSON)
+        #expect(Self.error("{\"type\":\"ping\",\n\t\"id\":1}") == nil, "white space between tokens is fine")
+        // An escaped control character is valid JSON; the text rules decide about it later.
+        #expect(Self.error(#"{"type":"send","room":"general","text":"a\u0000b"}"#) == nil)
+        #expect(Self.error(#"{"type":"history","room":"general","limit":100000000000000000000}"#)
+            == ParleyError(.badRequest, "field 'limit' must be an integer"))
+        #expect(Self.error(#"{"type":"history","room":"general","limit":10.5}"#)
+            == ParleyError(.badRequest, "field 'limit' must be an integer"))
+        #expect(Self.error(#"{"type":"history","room":"general","before":1e400}"#)
+            == ParleyError(.badRequest, "field 'before' must be an integer"))
+    }
+
     @Test("invalid UTF-8 is BAD_UTF8")
     func utf8() {
         if case .failure(let failure) = Self.parse([0x7B, 0xFF, 0xFE, 0x7D]) {

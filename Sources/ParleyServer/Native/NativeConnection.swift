@@ -112,6 +112,7 @@ final class NativeConnection: ChannelInboundHandler {
             hello.guests = configuration.guests
             hello.maxFrame = configuration.limits.maxFrameSize
             hello.maxText = configuration.limits.maxMessageLength
+            hello.maxTextBytes = configuration.limits.maxTextBytes
             hello.presenceLimit = configuration.presenceThreshold
             reply(hello)
             let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
