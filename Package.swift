@@ -91,10 +91,16 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"], swiftSettings: swiftSettings),
+        .target(
+            name: "ParleyTestSupport",
+            dependencies: ["ParleyStore", "ParleyCore"],
+            path: "Tests/ParleyTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ParleyServerTests",
             dependencies: [
-                "ParleyServer", "ParleyStore", "ParleyWire", "ParleyCore",
+                "ParleyServer", "ParleyStore", "ParleyWire", "ParleyCore", "ParleyTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -103,7 +109,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyEndToEndTests",
-            dependencies: ["ParleyServer", "ParleyClient", "ParleyWire", "ParleyStore"],
+            dependencies: ["ParleyServer", "ParleyClient", "ParleyWire", "ParleyStore", "ParleyTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

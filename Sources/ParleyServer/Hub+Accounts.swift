@@ -35,18 +35,26 @@ extension Hub {
             try state.withLock { s throws(ParleyError) in
                 if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down") }
                 if s.isTaken(Names.key(name)) { throw ParleyError(.usernameExists, "the username '\(name)' is taken") }
+                // Reserved until the registration ends, so no guest (or second registration)
+                // can take the name while its password is being hashed.
+                s.reserved.insert(Names.key(name))
             }
         } catch {
             return loop.makeFailedFuture(error)
         }
         let cost = configuration.bcryptCost
         let storage = self.storage
+        let key = Names.key(name)
         return offload(on: loop) {
             let hash = Bcrypt.hash(password, cost: cost)
             return try storage.createAccount(name: name, passwordHash: hash, now: .now)
+        }.always { result in
+            self.state.withLock { s in
+                if case .success(true) = result { s.accounts[key] = name }
+                s.reserved.remove(key)
+            }
         }.flatMapThrowing { created in
             guard created else { throw ParleyError(.usernameExists, "the username '\(name)' is taken") }
-            self.state.withLock { $0.accounts[Names.key(name)] = name }
             self.logger.info("registered", metadata: ["user": "\(name)"])
             return name
         }

@@ -16,6 +16,8 @@ struct HubState {
 
     /// Registered accounts: key → name as registered.
     var accounts: [String: String]
+    /// Names (keys) being registered right now: taken until the registration ends.
+    var reserved: Set<String> = []
     var directory: GroupDirectory
     /// The id of the newest message handed to the event loops.
     var fanOutPosition: Int64
@@ -61,8 +63,10 @@ struct HubState {
         case .group(let id):
             return groupSessions[id]?.map(\.sessions) ?? Array(repeating: [], count: loopCount)
         case .direct(let a, let b):
-            let first = users[Self.userKey(a)]?.sessions ?? []
-            return partition(a == b ? first : first + (users[Self.userKey(b)]?.sessions ?? []))
+            // By storage key, so a guest online under an account's name is never a recipient
+            // of that account's conversations (a guest's key carries `~`).
+            let first = sessions(ofStorageKey: a)
+            return partition(a == b ? first : first + sessions(ofStorageKey: b))
         }
     }
 
@@ -72,13 +76,19 @@ struct HubState {
         return parts
     }
 
+    /// The sessions of the identity with this storage key (an account's or a guest's).
+    func sessions(ofStorageKey key: String) -> [Session] {
+        guard let user = users[Self.userKey(key)], user.identity.storageKey == key else { return [] }
+        return user.sessions
+    }
+
     /// A storage key without a guest's `~`.
     static func userKey(_ storageKey: String) -> String {
         storageKey.hasPrefix("~") ? String(storageKey.dropFirst()) : storageKey
     }
 
-    /// Whether `key` is an account or an online user.
-    func isTaken(_ key: String) -> Bool { accounts[key] != nil || users[key] != nil }
+    /// Whether `key` is an account, a name being registered, or an online user.
+    func isTaken(_ key: String) -> Bool { accounts[key] != nil || reserved.contains(key) || users[key] != nil }
 
     // MARK: Sessions
 

@@ -5,6 +5,7 @@ import NIOPosix
 import ParleyClient
 import ParleyCore
 import ParleyServer
+import ParleyStore
 import ParleyWire
 import Testing
 
@@ -15,7 +16,7 @@ final class TestServer: Sendable {
     let directory: String
     static let password = "correct horse"
 
-    static func start(directory: String? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(directory: String? = nil, storage: (any Storage)? = nil, _ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         var configuration = ServerConfiguration()
         configuration.port = 0
         configuration.dataDirectory = directory ?? NSTemporaryDirectory() + "parley-e2e-" + UUID().uuidString
@@ -23,7 +24,7 @@ final class TestServer: Sendable {
         configure(&configuration)
         var logger = Logger(label: "parley-test")
         logger.logLevel = .warning
-        let server = try ParleyServer(configuration: configuration, logger: logger)
+        let server = try ParleyServer(configuration: configuration, storage: storage, logger: logger)
         let port = try await server.start()
         return TestServer(server: server, port: port, directory: configuration.dataDirectory)
     }

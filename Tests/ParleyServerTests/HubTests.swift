@@ -7,38 +7,8 @@ import ParleyCore
 import ParleyStore
 import ParleyWire
 import Synchronization
+import ParleyTestSupport
 import Testing
-
-/// A store that passes everything to SQLite but fails every batch write while `failing` is set.
-final class FailingStore: Storage {
-    let inner: SQLiteStore
-    let failing = Atomic<Bool>(false)
-    struct Injected: Error {}
-
-    init(directory: String) throws { inner = try SQLiteStore(directory: directory) }
-
-    func createAccount(name: String, passwordHash: String, now: Timestamp) throws -> Bool {
-        try inner.createAccount(name: name, passwordHash: passwordHash, now: now)
-    }
-    func account(_ key: String) throws -> Account? { try inner.account(key) }
-    func accountNames() throws -> [String: String] { try inner.accountNames() }
-    func saveToken(hash: String, user: String, now: Timestamp, keep: Int) throws { try inner.saveToken(hash: hash, user: user, now: now, keep: keep) }
-    func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account? { try inner.account(tokenHash: tokenHash, now: now, maxAge: maxAge) }
-    func deleteToken(hash: String) throws { try inner.deleteToken(hash: hash) }
-    func loadGroups() throws -> (groups: [Group], nextID: Int64) { try inner.loadGroups() }
-    func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage] { try inner.history(room, before: before, limit: limit) }
-    func missed(user: String, rooms: [Room], readPosition: Int64, through: Int64, perRoom: Int, directs: Bool) throws -> [StoredMessage] {
-        try inner.missed(user: user, rooms: rooms, readPosition: readPosition, through: through, perRoom: perRoom, directs: directs)
-    }
-    func conversationPartners(of user: String) throws -> [String] { try inner.conversationPartners(of: user) }
-    func lastMessageID() throws -> Int64 { try inner.lastMessageID() }
-    func messageCount() throws -> Int { try inner.messageCount() }
-    func readPosition(of user: String) throws -> Int64 { try inner.readPosition(of: user) }
-    func write(_ batch: [WriteItem], now: Timestamp) throws -> [Int: any Error] {
-        if failing.load(ordering: .relaxed) { throw Injected() }
-        return try inner.write(batch, now: now)
-    }
-}
 
 /// A session sink that keeps what the hub writes, decoded, and lets a test await it.
 /// Thread safety: `Sendable`; state in a `Mutex`.

@@ -1,0 +1,52 @@
+import Dispatch
+import Foundation
+import ParleyCore
+import ParleyStore
+import Synchronization
+
+/// A store that passes everything to SQLite, but fails every batch write while `failing` is set,
+/// and, while `gateAccounts` is set, holds each `createAccount` until ``releaseAccounts()``
+/// (announcing on ``accountEntered`` that one is waiting): tests force races with it.
+/// Thread safety: `Sendable`; atomics and a semaphore.
+public final class FailingStore: Storage {
+    public let inner: SQLiteStore
+    public let failing = Atomic<Bool>(false)
+    public struct Injected: Error {}
+
+    public init(directory: String) throws { inner = try SQLiteStore(directory: directory) }
+
+    public func createAccount(name: String, passwordHash: String, now: Timestamp) throws -> Bool {
+        if gateAccounts.load(ordering: .relaxed) {
+            entered.yield(name)
+            gate.wait()
+        }
+        return try inner.createAccount(name: name, passwordHash: passwordHash, now: now)
+    }
+
+    public let gateAccounts = Atomic<Bool>(false)
+    private let gate = DispatchSemaphore(value: 0)
+    private let (enteredStream, entered) = AsyncStream.makeStream(of: String.self)
+    /// The names of accounts whose creation is being held.
+    public var accountEntered: AsyncStream<String> { enteredStream }
+    /// Lets one held `createAccount` go on.
+    public func releaseAccounts() { gate.signal() }
+    public func account(_ key: String) throws -> Account? { try inner.account(key) }
+    public func accountNames() throws -> [String: String] { try inner.accountNames() }
+    public func saveToken(hash: String, user: String, now: Timestamp, keep: Int) throws { try inner.saveToken(hash: hash, user: user, now: now, keep: keep) }
+    public func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account? { try inner.account(tokenHash: tokenHash, now: now, maxAge: maxAge) }
+    public func deleteToken(hash: String) throws { try inner.deleteToken(hash: hash) }
+    public func loadGroups() throws -> (groups: [Group], nextID: Int64) { try inner.loadGroups() }
+    public func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage] { try inner.history(room, before: before, limit: limit) }
+    public func missed(user: String, rooms: [Room], readPosition: Int64, through: Int64, perRoom: Int, directs: Bool) throws -> [StoredMessage] {
+        try inner.missed(user: user, rooms: rooms, readPosition: readPosition, through: through, perRoom: perRoom, directs: directs)
+    }
+    public func conversationPartners(of user: String) throws -> [String] { try inner.conversationPartners(of: user) }
+    public func lastMessageID() throws -> Int64 { try inner.lastMessageID() }
+    public func messageCount() throws -> Int { try inner.messageCount() }
+    public func readPosition(of user: String) throws -> Int64 { try inner.readPosition(of: user) }
+    public func write(_ batch: [WriteItem], now: Timestamp) throws -> [Int: any Error] {
+        if failing.load(ordering: .relaxed) { throw Injected() }
+        return try inner.write(batch, now: now)
+    }
+}
+
