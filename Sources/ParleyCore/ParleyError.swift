@@ -18,6 +18,7 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
         public static let unknownType: Code = "UNKNOWN_TYPE"
         public static let frameTooLarge: Code = "FRAME_TOO_LARGE"
         public static let emptyFrame: Code = "EMPTY_FRAME"
+        public static let frameTimeout: Code = "FRAME_TIMEOUT"
         // Accounts
         public static let notAuthenticated: Code = "NOT_AUTHENTICATED"
         public static let alreadyAuthenticated: Code = "ALREADY_AUTHENTICATED"

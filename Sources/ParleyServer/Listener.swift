@@ -31,6 +31,7 @@ struct NativeListener: Listener {
     func bind(hub: Hub, group: any EventLoopGroup, track: @escaping @Sendable (any Channel) -> Void, logger: Logger) async throws -> any Channel {
         let limits = configuration.limits
         let idle = configuration.idleTimeout
+        let frameTimeout = configuration.frameTimeout
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 4096)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -48,6 +49,7 @@ struct NativeListener: Listener {
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: .milliseconds(Int64(idle * 1000))),
+                        FrameDeadline(limit: .milliseconds(Int64(frameTimeout * 1000))),
                         ByteToMessageHandler(FrameDecoder(maxFrameSize: limits.maxFrameSize)),
                         NativeConnection(hub: hub, logger: logger),
                     ])

@@ -11,7 +11,7 @@ extension ServerConfiguration {
     public static let environmentKeys = [
         "PARLEY_HOST", "PARLEY_PORT", "PARLEY_DATA_DIR", "PARLEY_NAME", "PARLEY_MAX_FRAME", "PARLEY_MAX_TEXT", "PARLEY_MAX_TEXT_BYTES",
         "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
-        "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
+        "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_FRAME_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
     ]
 
     /// The defaults overridden by `PARLEY_*` variables (see README and `docs/parley.env.example`).
@@ -55,6 +55,7 @@ extension ServerConfiguration {
         }
         loginTimeout = try double("PARLEY_LOGIN_TIMEOUT") ?? loginTimeout
         idleTimeout = try double("PARLEY_IDLE_TIMEOUT") ?? idleTimeout
+        frameTimeout = try double("PARLEY_FRAME_TIMEOUT") ?? frameTimeout
         threads = try int("PARLEY_THREADS") ?? threads
         presenceThreshold = try int("PARLEY_PRESENCE_LIMIT") ?? presenceThreshold
     }
@@ -90,6 +91,9 @@ extension ServerConfiguration {
         guard (4...31).contains(bcryptCost) else { throw InvalidSetting(description: "the bcrypt cost must be 4-31") }
         guard limits.maxTextBytes >= 1, limits.maxTextBytes <= limits.maxFrameSize - 512 else {
             throw InvalidSetting(description: "the text limit in bytes must be positive and at least 512 bytes under the frame size")
+        }
+        guard frameTimeout > 0, loginTimeout > 0, idleTimeout > 0 else {
+            throw InvalidSetting(description: "timeouts must be more than 0 seconds")
         }
         guard presenceThreshold >= 0 else { throw InvalidSetting(description: "the presence limit must be 0 or more") }
         guard limits.maxMessageLength >= 1, limits.replayLimit >= 0, limits.maxOutboxBytes >= 4096 else {

@@ -23,6 +23,8 @@ public struct ServerConfiguration: Sendable {
     public var loginTimeout: Double = 30
     /// Seconds without input before the server pings; twice that closes the connection.
     public var idleTimeout: Double = 300
+    /// Seconds a frame may take to arrive whole, from its first byte (`FRAME_TIMEOUT`).
+    public var frameTimeout: Double = 10
     /// Unanswered sends waiting for storage before the server stops reading from a connection.
     public var maxInflight = 256
     /// Other requests waiting for an answer (register, login, history, group changes) before the

@@ -58,6 +58,8 @@ extension FrameDecoder: NIOSingleStepByteToMessageDecoder {
 public enum FrameError: Error, Hashable, Sendable {
     case emptyFrame
     case tooLarge(length: Int, limit: Int)
+    /// A frame was begun and not finished within the limit (see ``FrameDeadline``).
+    case timedOut(limit: TimeAmount)
 }
 
 /// Builds frames: the length prefix followed by the payload.

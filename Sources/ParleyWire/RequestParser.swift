@@ -19,10 +19,6 @@ public enum RequestParser {
         guard String(validating: bytes, as: UTF8.self) != nil else {
             return .failure(Failure(id: nil, error: ParleyError(.badUTF8, "the frame is not valid UTF-8")))
         }
-        if let offset = rawControlCharacterInString(bytes) {
-            return .failure(Failure(id: nil, error: ParleyError(
-                .badJSON, "the frame is not valid JSON: a control character inside a string must be escaped (byte \(offset))")))
-        }
         let data = Data(bytes)
         let decoder = JSONDecoder()
         do {
@@ -31,31 +27,6 @@ public enum RequestParser {
             let id = (try? decoder.decode(IDProbe.self, from: data))?.id
             return .failure(Failure(id: id, error: describe(error)))
         }
-    }
-
-    /// The offset of the first byte below 0x20 inside a JSON string literal, which RFC 8259
-    /// forbids (it must be written as an escape). One pass, no allocation.
-    static func rawControlCharacterInString(_ bytes: ByteBufferView) -> Int? {
-        var inString = false
-        var escaped = false
-        var offset = 0
-        for byte in bytes {
-            defer { offset += 1 }
-            if inString {
-                if escaped {
-                    escaped = false
-                } else if byte == UInt8(ascii: "\\") {
-                    escaped = true
-                } else if byte == UInt8(ascii: "\"") {
-                    inString = false
-                } else if byte < 0x20 {
-                    return offset
-                }
-            } else if byte == UInt8(ascii: "\"") {
-                inString = true
-            }
-        }
-        return nil
     }
 
     static func describe(_ error: any Error) -> ParleyError {

@@ -39,6 +39,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "A settings file of PARLEY_*=value lines (see docs/parley.env.example); the environment and flags win over it.")
     var config: String?
 
+    @Option(name: .customLong("frame-timeout"), help: "Seconds a frame may take to arrive whole [PARLEY_FRAME_TIMEOUT]. (default: 10)")
+    var frameTimeout: Double?
     @Option(name: .customLong("max-text-bytes"), help: "Longest message in bytes of UTF-8 [PARLEY_MAX_TEXT_BYTES]. (default: 16384)")
     var maxTextBytes: Int?
     @Option(name: .customLong("presence-limit"), help: "Below this many users online, everyone hears of every arrival and departure [PARLEY_PRESENCE_LIMIT]. (default: 100)")
@@ -62,6 +64,7 @@ struct Serve: AsyncParsableCommand {
         f["PARLEY_DURABILITY"] = durability
         f["PARLEY_LOGIN_TIMEOUT"] = loginTimeout.map { String($0) }
         f["PARLEY_IDLE_TIMEOUT"] = idleTimeout.map { String($0) }
+        f["PARLEY_FRAME_TIMEOUT"] = frameTimeout.map { String($0) }
         f["PARLEY_THREADS"] = threads.map(String.init)
         f["PARLEY_PRESENCE_LIMIT"] = presenceLimit.map(String.init)
         return f

@@ -14,6 +14,27 @@ struct BadInputTests {
         withUnsafeBytes(of: UInt32(payload.count).bigEndian, Array.init) + payload
     }
 
+    @Test("a frame begun and never finished is cut off after the frame timeout; a frame in pieces within it is fine")
+    func slowFrame() async throws {
+        let s = try await TestServer.start { $0.frameTimeout = 0.5 }
+        defer { s.removeData() }
+        let whole = try await s.user("Patient")
+        let ping = Self.framed(#"{"type":"ping","id":"split"}"#)
+        whole.sendRaw(Array(ping.prefix(3)))
+        whole.sendRaw(Array(ping.dropFirst(3)))
+        #expect(try await whole.nextFrame { $0.id == .string("split") }.type == "pong")
+        let dripper = try await s.user("Dripper")
+        // 100 bytes announced, 10 sent, and then nothing more.
+        dripper.sendRaw(withUnsafeBytes(of: UInt32(100).bigEndian, Array.init) + Array(repeating: 0x41, count: 10))
+        let error = try await dripper.nextFrame(timeout: 10) { $0.type == "error" }
+        #expect(error.code == "FRAME_TIMEOUT")
+        #expect(error.message == "a frame must arrive whole within 0.5 seconds of its first byte")
+        try await dripper.waitForClose(timeout: 10)
+        #expect(whole.isActive, "others are unaffected")
+        await whole.close()
+        await s.stop()
+    }
+
     @Test("malformed requests get a precise error and the connection stays open")
     func malformed() async throws {
         let s = try await TestServer.start()

@@ -71,6 +71,11 @@ final class NativeConnection: ChannelInboundHandler {
             perform(machine.framingFailed(ParleyError(.frameTooLarge, "a frame of \(length) bytes is over the limit of \(limit) bytes")), id: nil)
         case FrameError.emptyFrame:
             perform(machine.framingFailed(ParleyError(.emptyFrame, "a frame must not be empty (length 0)")), id: nil)
+        case FrameError.timedOut(let limit):
+            logger.notice("frame not finished in time")
+            let seconds = Double(limit.nanoseconds) / 1e9
+            let shown = seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)"
+            perform(machine.framingFailed(ParleyError(.frameTimeout, "a frame must arrive whole within \(shown) seconds of its first byte")), id: nil)
         default:
             logger.debug("connection error", metadata: ["error": "\(error)"])
             context.close(promise: nil)

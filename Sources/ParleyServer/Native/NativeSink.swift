@@ -32,6 +32,8 @@ final class NativeSink: SessionSink {
     private func apply(before: Bool, after: Bool) {
         guard before != after else { return }
         channel.setOption(ChannelOptions.autoRead, value: !after).whenFailure { _ in }
+        // The frame deadline does not count time the server itself spends not reading.
+        channel.pipeline.fireUserInboundEventTriggered(after ? FrameDeadline.Reading.paused : FrameDeadline.Reading.resumed)
         if !after { channel.read() }
     }
 
