@@ -10,14 +10,19 @@ extension ParleyClient {
 
     /// Logs in (`LOGIN_SUCCESS`). The replay of missed messages follows as events, ended by `replay_end`.
     @discardableResult
-    public func login(_ username: String, password: String, since: Int64? = nil, remember: Bool = false, timeout: Double = 10) async throws -> ServerFrame {
-        try await request(.login(username: username, credential: .password(password), since: since, remember: remember), timeout: timeout)
+    /// With `ack` (the default) the client acknowledges the messages it hands out (see
+    /// ``acknowledge(_:)``), so the server's read position moves only for what was really taken.
+    public func login(_ username: String, password: String, since: Int64? = nil, remember: Bool = false, ack: Bool = true,
+                      timeout: Double = 10) async throws -> ServerFrame {
+        enableAcknowledgements(ack)
+        return try await request(.login(username: username, credential: .password(password), since: since, remember: remember, ack: ack), timeout: timeout)
     }
 
     /// Logs in with a login token from an earlier `remember` (no password, no bcrypt).
     @discardableResult
-    public func login(_ username: String, token: String, since: Int64? = nil, timeout: Double = 10) async throws -> ServerFrame {
-        try await request(.login(username: username, credential: .token(token), since: since), timeout: timeout)
+    public func login(_ username: String, token: String, since: Int64? = nil, ack: Bool = true, timeout: Double = 10) async throws -> ServerFrame {
+        enableAcknowledgements(ack)
+        return try await request(.login(username: username, credential: .token(token), since: since, ack: ack), timeout: timeout)
     }
 
     /// Joins as a guest; the reply's `username` is the name the server gave.

@@ -34,6 +34,18 @@ public final class ParleyClient: Sendable {
     /// negative integers, so a reply can never be routed to the wrong request.
     private let nextID = Atomic<Int64>(1)
     private let ownsGroup: (any EventLoopGroup)?
+    /// What has been handed out and what the server has been told (`ack`).
+    private let acks = Mutex(AckState())
+
+    struct AckState {
+        var enabled = false
+        var taken: Int64 = 0
+        var sent: Int64 = 0
+        var scheduled = false
+    }
+
+    /// How long acknowledgements gather before one is sent (a few per second at most).
+    static let ackDelay = TimeAmount.milliseconds(200)
 
     /// Connects and waits for the server's hello.
     /// - Parameters:
@@ -115,6 +127,7 @@ public final class ParleyClient: Sendable {
             self.write(RequestEnvelope(id: id, request))
         }
         if let error = reply.parleyError { throw error }
+        if reply.type == "message", let id = reply.messageId { acknowledge(id) }
         return reply
     }
 
@@ -129,7 +142,9 @@ public final class ParleyClient: Sendable {
 
     /// The same as ``next(timeout:_:where:)`` on raw frames (including replies to ``send(_:id:)``).
     public func nextFrame(timeout: Double = 10, _ what: String = "a frame", where predicate: @escaping @Sendable (ServerFrame) -> Bool = { _ in true }) async throws -> ServerFrame {
-        try await inbox.next(on: channel.eventLoop, timeout: timeout, what: what, predicate)
+        let frame = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: what, predicate)
+        if frame.type == "message", let id = frame.messageId { acknowledge(id) }
+        return frame
     }
 
     /// Every event, in order, as a stream that ends when the connection closes. Events already
@@ -139,7 +154,10 @@ public final class ParleyClient: Sendable {
         let frames = inbox.makeStream()
         return AsyncStream { continuation in
             let task = Task {
-                for await frame in frames { continuation.yield(ClientEvent(frame)) }
+                for await frame in frames {
+                    if frame.type == "message", let id = frame.messageId { self.acknowledge(id) }
+                    continuation.yield(ClientEvent(frame))
+                }
                 continuation.finish()
             }
             continuation.onTermination = { _ in task.cancel() }
@@ -168,8 +186,43 @@ public final class ParleyClient: Sendable {
         }
     }
 
-    /// Closes the connection (and the client's own event loop, if it made one).
+    func enableAcknowledgements(_ on: Bool) {
+        acks.withLock { $0.enabled = on }
+    }
+
+    /// Notes that the message `id` was handed to the user; the server is told within ``ackDelay``.
+    /// Called by every way of taking a message (``next(timeout:_:where:)``, ``events()``, a
+    /// send's acknowledgement); a client that shows messages some other way calls it itself.
+    public func acknowledge(_ id: Int64) {
+        let schedule = acks.withLock { a -> Bool in
+            if id > a.taken { a.taken = id }
+            guard a.enabled, !a.scheduled, a.taken > a.sent else { return false }
+            a.scheduled = true
+            return true
+        }
+        if schedule {
+            channel.eventLoop.scheduleTask(in: Self.ackDelay) { self.sendAcknowledgement() }
+        }
+    }
+
+    /// Sends what was taken since the last acknowledgement; returns the write's future.
+    @discardableResult
+    func sendAcknowledgement() -> EventLoopFuture<Void>? {
+        let through = acks.withLock { a -> Int64? in
+            a.scheduled = false
+            guard a.enabled, a.taken > a.sent else { return nil }
+            a.sent = a.taken
+            return a.taken
+        }
+        guard let through else { return nil }
+        let json = (try? JSONEncoderBox.encoder.encode(RequestEnvelope(.ack(through: through)))).map(Array.init) ?? []
+        return channel.writeAndFlush(Frame.make(json, allocator: channel.allocator))
+    }
+
+    /// Closes the connection (and the client's own event loop, if it made one), first telling
+    /// the server what was taken.
     public func close() async {
+        if let written = sendAcknowledgement() { try? await written.get() }
         try? await channel.close()
         try? await ownsGroup?.shutdownGracefully()
     }

@@ -64,8 +64,8 @@ extension Hub {
     /// - Parameters:
     ///   - since: replay after this message id instead of after the stored read position.
     ///   - remember: with a password, make a login token for later logins.
-    func login(name: String, credential: Credential, since: Int64? = nil, remember: Bool = false, address: String,
-               sink: any SessionSink) -> EventLoopFuture<Attached> {
+    func login(name: String, credential: Credential, since: Int64? = nil, remember: Bool = false, acknowledges: Bool = false,
+               address: String, sink: any SessionSink) -> EventLoopFuture<Attached> {
         let loop = sink.eventLoop
         let key = Names.key(name)
         let throttleKeys = ["user:" + key, "addr:" + address]
@@ -117,7 +117,8 @@ extension Hub {
             }
             self.state.withLock { $0.throttle.succeeded("user:" + key) }
             var attached = try self.attach(Identity(name: found.account.name, guest: false), sink: sink,
-                                           storedPosition: found.account.readPosition, since: since, partners: Set(found.partners))
+                                           storedPosition: found.account.readPosition, since: since, partners: Set(found.partners),
+                                           acknowledges: acknowledges)
             attached.issuedToken = found.token
             attached.tokenHash = found.tokenHash
             return attached
@@ -134,21 +135,23 @@ extension Hub {
     }
 
     func attach(_ identity: Identity?, wanted: String = "", sink: any SessionSink, storedPosition: Int64, since: Int64? = nil,
-                partners: Set<String> = []) throws(ParleyError) -> Attached {
+                partners: Set<String> = [], acknowledges: Bool = false) throws(ParleyError) -> Attached {
         let sessionID = nextSessionID.add(1, ordering: .relaxed).oldValue
         let loopIndex = loopIndex(of: sink.eventLoop)
         var schedulePresence = false
         let attached = try state.withLock { s throws(ParleyError) -> Attached in
             if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down") }
             let who = identity ?? Identity(name: s.guestNames.name(for: wanted, isTaken: s.isTaken), guest: true)
+            // The replay starts after what the user has received; so does the session's read position.
+            let position = who.guest ? 0 : since.map { max($0, 0) } ?? max(storedPosition, s.readPositions[who.key] ?? 0)
             let session = Session(
                 id: sessionID, identity: who, sink: sink, encoder: encoders[sink.format.index], loopIndex: loopIndex,
-                readPosition: s.fanOutPosition, limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger)
+                written: s.fanOutPosition, readPosition: position, acknowledges: acknowledges,
+                limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger)
             if s.add(session, partners: partners) {
                 schedulePresence = s.recordPresence(PresenceChange(username: who.name, online: true), key: who.key)
             }
             let rooms = [Room.general] + s.directory.groups(of: who.key).map(\.room)
-            let position = who.guest ? 0 : since.map { max($0, 0) } ?? max(storedPosition, s.readPositions[who.key] ?? 0)
             return Attached(session: session, rooms: rooms, readPosition: position, through: s.fanOutPosition,
                             presence: s.presenceSnapshot(for: who.key),
                             onlineCount: s.presence.everyone ? nil : s.presence.onlineCount)
@@ -182,7 +185,7 @@ extension Hub {
             if let count = attached.onlineCount {
                 frames.append(session.encoder.encode(.onlineCount(count, everyone: false), allocator: allocator))
             }
-            session.writeReplay(frames)
+            session.writeReplay(frames, through: attached.through)
             session.finishReplay(through: attached.through)
         }
     }

@@ -18,8 +18,13 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         var replaying = true
         var held: [(ByteBuffer, Int64)] = []
         var heldBytes = 0
-        /// The id of the newest message written to this session.
-        var readPosition: Int64
+        /// The id of the newest message queued for this session (replayed or live).
+        var written: Int64
+        /// The read position: the id of the newest message the client has received (acknowledged,
+        /// or, for a client that does not acknowledge, whose write completed).
+        var confirmed: Int64
+        /// The id of the newest message in ``chunk``.
+        var chunkNewest: Int64 = 0
         /// Frames queued since the last flush, copied into one chunk of at most ``chunkSize``
         /// bytes (a full chunk is handed to the sink and a new one started): one write per
         /// session per batch instead of one per frame.
@@ -33,6 +38,8 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     public let id: Int
     public let identity: Identity
     public let sink: any SessionSink
+    /// Whether the client acknowledges what it has shown (`"ack":true` at login).
+    public let acknowledges: Bool
     public var loop: any EventLoop { sink.eventLoop }
     /// Index of the sink's loop in the hub's loop list, for grouping deliveries.
     let loopIndex: Int
@@ -45,15 +52,20 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// so an idle session holds no metadata of its own.
     let baseLogger: Logger
 
-    init(id: Int, identity: Identity, sink: any SessionSink, encoder: any EventEncoder, loopIndex: Int, readPosition: Int64,
-         limits: Limits, maxInflight: Int, logger: Logger) {
+    /// - Parameters:
+    ///   - written: the newest message already fanned out (live deliveries older than it were
+    ///     before this session existed and come, if at all, in the replay).
+    ///   - readPosition: what the user has received (where the replay starts).
+    init(id: Int, identity: Identity, sink: any SessionSink, encoder: any EventEncoder, loopIndex: Int, written: Int64,
+         readPosition: Int64, acknowledges: Bool = false, limits: Limits, maxInflight: Int, logger: Logger) {
+        self.acknowledges = acknowledges
         self.id = id
         self.identity = identity
         self.sink = sink
         self.encoder = encoder
         self.format = sink.format.index
         self.loopIndex = loopIndex
-        self.state = .makeBoxSendingValue(DeliveryState(readPosition: readPosition), eventLoop: sink.eventLoop)
+        self.state = .makeBoxSendingValue(DeliveryState(written: written, confirmed: readPosition), eventLoop: sink.eventLoop)
         self.limits = limits
         self.maxInflight = maxInflight
         self.baseLogger = logger
@@ -80,7 +92,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// - Returns: whether a flush is now owed (the caller collects those and flushes once).
     @discardableResult
     func deliver(_ bytes: ByteBuffer, messageID: Int64) -> Bool {
-        enum Action { case nothing, queued(owed: Bool), writeFull(ByteBuffer), overflow }
+        enum Action { case nothing, queued(owed: Bool), writeFull(ByteBuffer, newest: Int64), overflow }
         let action = state.withValue { s -> Action in
             if s.closing { return .nothing }
             if s.replaying {
@@ -93,17 +105,20 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
                 }
                 return .nothing
             }
-            if messageID > s.readPosition { s.readPosition = messageID }
+            if messageID > s.written { s.written = messageID }
             if s.chunk != nil {
                 if s.chunk!.readableBytes + bytes.readableBytes <= Self.chunkSize {
                     s.chunk!.writeImmutableBuffer(bytes)
+                    if messageID > s.chunkNewest { s.chunkNewest = messageID }
                     return .queued(owed: false)
                 }
                 // Keep chunks small enough to stay on malloc's heap (big ones are mmapped,
                 // which costs page faults on every batch): hand this one to the sink.
                 let full = s.chunk!
+                let newest = s.chunkNewest
                 s.chunk = Self.chunk(starting: bytes)
-                return .writeFull(full)
+                s.chunkNewest = messageID
+                return .writeFull(full, newest: newest)
             }
             // The first frame since the last flush: what the connection could not take then is
             // still queued now. Over the bound means this client is not keeping up.
@@ -112,13 +127,14 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
                 return .overflow
             }
             s.chunk = Self.chunk(starting: bytes)
+            s.chunkNewest = messageID
             return .queued(owed: true)
         }
         switch action {
         case .nothing: return false
         case .queued(let owed): return owed
-        case .writeFull(let full):
-            sink.write(full, flush: false)
+        case .writeFull(let full, let newest):
+            sink.write(full, flush: false, written: confirmation(upTo: newest))
             return false
         case .overflow:
             overflow()
@@ -137,12 +153,34 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
 
     /// Sends what ``deliver(_:messageID:)`` queued. On the loop only.
     func flush() {
-        let chunk = state.withValue { s in
-            defer { s.chunk = nil }
-            return s.chunk
+        let (chunk, newest) = state.withValue { s in
+            defer { s.chunk = nil; s.chunkNewest = 0 }
+            return (s.chunk, s.chunkNewest)
         }
         if let chunk {
-            sink.write(chunk, flush: true)
+            sink.write(chunk, flush: true, written: confirmation(upTo: newest))
+        }
+    }
+
+    /// For a client that does not acknowledge: a promise that, once the write of messages up to
+    /// `newest` has completed, moves the read position there. Nil when there is nothing to move
+    /// (so clients that acknowledge, and writes without messages, cost no promise).
+    private func confirmation(upTo newest: Int64) -> EventLoopPromise<Void>? {
+        guard !acknowledges, newest > 0, newest > state.value.confirmed else { return nil }
+        let promise = loop.makePromise(of: Void.self)
+        promise.futureResult.whenSuccess { self.confirm(upTo: newest) }
+        return promise
+    }
+
+    private func confirm(upTo id: Int64) {
+        state.withValue { s in if id > s.confirmed { s.confirmed = id } }
+    }
+
+    /// The client says it has shown every message up to `through`. On the loop only.
+    func acknowledge(through: Int64) {
+        state.withValue { s in
+            let id = min(through, s.written)
+            if id > s.confirmed { s.confirmed = id }
         }
     }
 
@@ -165,10 +203,14 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Writes the login replay, ahead of everything held back meanwhile. On the loop only.
-    func writeReplay(_ frames: [ByteBuffer]) {
+    /// Writes the login replay (what was missed up to `through`), ahead of everything held back
+    /// meanwhile. On the loop only.
+    func writeReplay(_ frames: [ByteBuffer], through: Int64) {
         guard !state.value.closing else { return }
-        for (index, frame) in frames.enumerated() { sink.write(frame, flush: index == frames.count - 1) }
+        for (index, frame) in frames.enumerated() {
+            let last = index == frames.count - 1
+            sink.write(frame, flush: last, written: last ? confirmation(upTo: through) : nil)
+        }
     }
 
     /// Ends the login replay: the replayed frames have been written; live messages held meanwhile
@@ -176,7 +218,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     func finishReplay(through lastReplayed: Int64) {
         let held = state.withValue { s in
             s.replaying = false
-            if lastReplayed > s.readPosition { s.readPosition = lastReplayed }
+            if lastReplayed > s.written { s.written = lastReplayed }
             defer { s.held = []; s.heldBytes = 0 }
             return s.held
         }
@@ -186,8 +228,8 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         flush()
     }
 
-    /// The id of the newest message written to this session. On the loop only.
-    var readPosition: Int64 { state.value.readPosition }
+    /// The read position: the newest message the client has received. On the loop only.
+    var readPosition: Int64 { state.value.confirmed }
 
     /// Counts a send waiting for storage; pauses reading when too many are outstanding. On the loop only.
     func sendStarted() {

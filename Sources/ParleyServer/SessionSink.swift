@@ -16,7 +16,8 @@ public protocol SessionSink: AnyObject, Sendable {
     /// batch into chunks of up to 32 KiB), without flushing. A transport whose pipeline wraps
     /// messages (WebSocket) writes them below its frame encoder, as bytes.
     /// With `flush`, sends it and everything queued before it (one pipeline walk for both).
-    func write(_ bytes: ByteBuffer, flush: Bool)
+    /// `written` (optional) succeeds once the bytes have been handed to the operating system.
+    func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?)
     /// Whether what was flushed before has drained below the connection's outbox bound.
     var isWritable: Bool { get }
     /// Stops or resumes reading from the connection (TCP then pushes back on the client).

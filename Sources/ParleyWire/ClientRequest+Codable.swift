@@ -2,7 +2,7 @@ import ParleyCore
 
 extension RequestEnvelope: Codable {
     enum Key: String, CodingKey {
-        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users, token, remember
+        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users, token, remember, ack, through
     }
 
     /// Thrown while decoding when `type` names no request.
@@ -38,7 +38,11 @@ extension RequestEnvelope: Codable {
             let (key, secret) = try oneOf(.password, .token)
             request = .login(
                 username: try string(.username), credential: key == .password ? .password(secret) : .token(secret),
-                since: try integer(.since, Int64.self), remember: try c.decodeIfPresent(Bool.self, forKey: .remember) ?? false)
+                since: try integer(.since, Int64.self), remember: try c.decodeIfPresent(Bool.self, forKey: .remember) ?? false,
+                ack: try c.decodeIfPresent(Bool.self, forKey: .ack) ?? false)
+        case "ack":
+            guard let through = try integer(.through, Int64.self) else { throw Invalid(message: "missing field 'through'") }
+            request = .ack(through: through)
         case "guest": request = .guest(name: try string(.name))
         case "send":
             let (key, target) = try oneOf(.room, .to)
@@ -81,7 +85,9 @@ extension RequestEnvelope: Codable {
         case .register(let username, let password):
             try c.encode(username, forKey: .username)
             try c.encode(password, forKey: .password)
-        case .login(let username, let credential, let since, let remember):
+        case .ack(let through):
+            try c.encode(through, forKey: .through)
+        case .login(let username, let credential, let since, let remember, let ack):
             try c.encode(username, forKey: .username)
             switch credential {
             case .password(let password): try c.encode(password, forKey: .password)
@@ -89,6 +95,7 @@ extension RequestEnvelope: Codable {
             }
             try c.encodeIfPresent(since, forKey: .since)
             if remember { try c.encode(true, forKey: .remember) }
+            if ack { try c.encode(true, forKey: .ack) }
         case .guest(let name):
             try c.encode(name, forKey: .name)
         case .send(let target, let text):

@@ -8,7 +8,12 @@ public enum ClientRequest: Sendable, Hashable {
     /// `since`: replay what came after this message id instead of after the stored read position
     /// (a client that tracks what it has shown loses nothing in flight). `remember` (with a
     /// password): the welcome carries a login token for later logins without the password.
-    case login(username: String, credential: Credential, since: Int64? = nil, remember: Bool = false)
+    /// `ack`: the client acknowledges what it has shown (``ack(through:)``), and only its
+    /// acknowledgements move the read position; otherwise a message counts as received once its
+    /// write to the socket has completed.
+    case login(username: String, credential: Credential, since: Int64? = nil, remember: Bool = false, ack: Bool = false)
+    /// The client has shown every message up to this id.
+    case ack(through: Int64)
     case guest(name: String)
     /// A message to a room (`general` or a group name) or, privately, to a user.
     case send(Target, text: String)
@@ -34,6 +39,7 @@ public enum ClientRequest: Sendable, Hashable {
         switch self {
         case .register: "register"
         case .login: "login"
+        case .ack: "ack"
         case .guest: "guest"
         case .send: "send"
         case .history: "history"

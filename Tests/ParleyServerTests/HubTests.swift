@@ -24,7 +24,8 @@ final class RecordingSink: SessionSink {
 
     init(loop: any EventLoop) { eventLoop = loop }
 
-    func write(_ bytes: ByteBuffer, flush: Bool) {
+    func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
+        defer { written?.succeed() }
         var bytes = bytes
         while let payload = try? FrameDecoder.next(from: &bytes, maxFrameSize: 1 << 24), let frame = try? ServerFrame.decode(payload) {
             let waiter = state.withLock { s -> CheckedContinuation<ServerFrame, any Error>? in

@@ -142,10 +142,11 @@ final class NativeConnection: ChannelInboundHandler {
                 return frame
             }
         case .authenticate:
-            guard case .login(let username, let credential, let since, let remember)? = request else { return }
+            guard case .login(let username, let credential, let since, let remember, let ack)? = request else { return }
             let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
             perform(machine.requestStarted(), id: nil)
-            hub.login(name: username, credential: credential, since: since, remember: remember, address: address, sink: sink).whenComplete { result in
+            hub.login(name: username, credential: credential, since: since, remember: remember, acknowledges: ack, address: address,
+                      sink: sink).whenComplete { result in
                 let this = this.value
                 this.perform(this.machine.requestFinished(), id: nil)
                 switch result {
@@ -223,6 +224,8 @@ final class NativeConnection: ChannelInboundHandler {
                 var frame = ServerFrame(type: "presence", id: id)
                 frame.changes = try hub.follow(users, for: session)
                 reply(frame)
+            case .ack(let through):
+                session.acknowledge(through: through)
             case .unfollow(let users):
                 hub.unfollow(users, for: session)
                 reply(.ok(id: id))

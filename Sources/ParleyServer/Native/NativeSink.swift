@@ -37,8 +37,8 @@ final class NativeSink: SessionSink {
         if !after { channel.read() }
     }
 
-    func write(_ bytes: ByteBuffer, flush: Bool) {
-        if flush { channel.writeAndFlush(bytes, promise: nil) } else { channel.write(bytes, promise: nil) }
+    func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
+        if flush { channel.writeAndFlush(bytes, promise: written) } else { channel.write(bytes, promise: written) }
     }
 
     var isWritable: Bool { channel.isWritable }

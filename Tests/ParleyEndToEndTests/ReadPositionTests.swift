@@ -1,0 +1,88 @@
+import Foundation
+import ParleyClient
+import ParleyCore
+import ParleyWire
+import Testing
+
+@Suite("End to end: the read position moves only for what a client received", .timeLimit(.minutes(1)))
+struct ReadPositionTests {
+    @Test("a connection that drops right after login loses none of the missed messages")
+    func earlyDrop() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let alice = try await s.user("alice")
+        let setup = try await s.connect()
+        try await setup.register("bob", password: TestServer.password)
+        await setup.close()
+        var sent: [Int64] = []
+        for i in 0..<5 {
+            sent.append(try await alice.send("private \(i)", to: "bob").messageId)
+            sent.append(try await alice.send("general \(i)").messageId)
+        }
+        // bob logs in and the connection drops before anything of the replay is read.
+        let dropped = try await s.connect()
+        try await dropped.login("bob", password: TestServer.password)
+        try await dropped.channel.close()
+        try await alice.wentOffline("bob")
+        // Logging in again replays all ten.
+        let (bob, replayed) = try await s.login("bob", register: false)
+        #expect(replayed.map(\.messageId) == sent)
+        // This time bob took them: they are acknowledged when the client closes, and not again.
+        await bob.close()
+        try await alice.wentOffline("bob")
+        let (again, none) = try await s.login("bob", register: false)
+        #expect(none.isEmpty)
+        await again.close()
+        await alice.close()
+        await s.stop()
+    }
+
+    @Test("a client that does not acknowledge: what was written to it counts as received")
+    func withoutAcknowledgements() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let alice = try await s.user("alice")
+        let setup = try await s.connect()
+        try await setup.register("carol", password: TestServer.password)
+        await setup.close()
+        let missed = try await alice.send("for carol", to: "carol")
+        let plain = try await s.connect()
+        try await plain.login("carol", password: TestServer.password, ack: false)
+        #expect(try await plain.replay().map(\.messageId) == [missed.messageId])
+        let live = try await alice.send("live")
+        _ = try await plain.nextMessage { $0.messageId == live.messageId }
+        await plain.close()
+        try await alice.wentOffline("carol")
+        let (carol, replayed) = try await s.login("carol", register: false)
+        #expect(replayed.isEmpty, "everything was written to the first connection")
+        await carol.close()
+        await alice.close()
+        await s.stop()
+    }
+
+    @Test("acknowledgements move the read position, never past what was sent")
+    func acknowledgements() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let alice = try await s.user("alice")
+        let (dave, _) = try await s.login("dave")
+        let first = try await alice.send("one")
+        let second = try await alice.send("two")
+        _ = try await dave.nextMessage { $0.messageId == second.messageId }
+        // dave acknowledges only the first (as a client that has shown only that one would), far into the future too.
+        try dave.send(.ack(through: first.messageId))
+        try await dave.channel.close()
+        try await alice.wentOffline("dave")
+        let (again, replayed) = try await s.login("dave", register: false)
+        #expect(replayed.map(\.messageId) == [second.messageId])
+        try again.send(.ack(through: 1_000_000))
+        try await again.channel.close()
+        try await alice.wentOffline("dave")
+        let third = try await alice.send("three")
+        let (last, more) = try await s.login("dave", register: false)
+        #expect(more.map(\.messageId) == [third.messageId], "an acknowledgement past what was sent counts only up to it")
+        await last.close()
+        await alice.close()
+        await s.stop()
+    }
+}
