@@ -5,7 +5,7 @@ import Synchronization
 
 /// Where a client's incoming frames wait: replies go to the request awaiting their id; events to
 /// the first waiter whose predicate matches, or into a queue.
-/// Thread safety: `Sendable`; state in a `Mutex`, continuations resumed outside it.
+/// Thread safety: `Sendable`; state in a `Locked` (a pthread mutex), continuations resumed outside it.
 final class Inbox: Sendable {
     struct Waiter {
         var token: Int
@@ -23,7 +23,7 @@ final class Inbox: Sendable {
         var stream: AsyncStream<ServerFrame>.Continuation?
     }
 
-    let state = Mutex(State())
+    let state = Locked(State())
 
     /// Routes one incoming frame.
     func receive(_ frame: ServerFrame) {

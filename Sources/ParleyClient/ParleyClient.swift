@@ -35,7 +35,7 @@ public final class ParleyClient: Sendable {
     private let nextID = Atomic<Int64>(1)
     private let ownsGroup: (any EventLoopGroup)?
     /// What has been handed out and what the server has been told (`ack`).
-    private let acks = Mutex(AckState())
+    private let acks = Locked(AckState())
 
     struct AckState {
         var enabled = false

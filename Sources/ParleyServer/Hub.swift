@@ -24,11 +24,11 @@ public final class Hub: Sendable {
     let loops: [any EventLoop]
     let threadPool: NIOThreadPool
     let logger: Logger
-    let state: Mutex<HubState>
+    let state: Locked<HubState>
     /// One encoder per wire format, indexed by ``WireFormat/index``.
     let encoders: [any EventEncoder]
     /// Messages committed in the current batch, waiting for ``dispatchCommitted()``.
-    let committed = Mutex<[Committed]>([])
+    let committed = Locked<[Committed]>([])
     let allocator = ByteBufferAllocator()
     let nextSessionID = Atomic<Int>(1)
     /// Per event loop, the work waiting for it (indexed like `loops`): chat messages, group
@@ -59,7 +59,7 @@ public final class Hub: Sendable {
         self.loopQueues = loops.map { _ in LoopQueueBox() }
         let (groups, nextID) = try storage.loadGroups()
         let accounts = try storage.accountNames()
-        self.state = Mutex(HubState(
+        self.state = Locked(HubState(
             accounts: accounts, directory: GroupDirectory(groups: groups, nextID: nextID), fanOutPosition: commits.lastMessageID,
             loopCount: loops.count, formatCount: encoders.count, presenceThreshold: configuration.presenceThreshold))
         self.dummyHash = Bcrypt.hash("parley-dummy-password", cost: configuration.bcryptCost)
@@ -173,7 +173,7 @@ public final class Hub: Sendable {
 
     /// A ``LoopQueue`` behind a lock. Thread safety: `Sendable`; all access goes through `state`.
     final class LoopQueueBox: Sendable {
-        let state = Mutex(LoopQueue())
+        let state = Locked(LoopQueue())
     }
 
     /// One piece of work for a loop: an event for many sessions, or bytes for one.

@@ -3,7 +3,7 @@ import ParleyCore
 /// The hub's mutable state. Every index is kept up to date incrementally, so a login, a logout
 /// or a group change costs work in proportion to what it touches (the user's sessions, groups,
 /// partners and followers), never to the size of the server.
-/// Thread safety: not thread-safe by itself; only ever touched inside `Hub.state`'s `Mutex`.
+/// Thread safety: not thread-safe by itself; only ever touched inside `Hub.state`'s lock.
 struct HubState {
     /// A user with at least one session.
     struct OnlineUser {

@@ -27,9 +27,9 @@ public final class ParleyServer: Service, Sendable {
     let threadPool: NIOThreadPool
     let logger: Logger
     let listeners: [any Listener]
-    private let bound = Mutex<[String: any Channel]>([:])
-    private let connections = Mutex<[ObjectIdentifier: (channel: any Channel, listener: Int)]>([:])
-    private let stopped = Mutex(false)
+    private let bound = Locked<[String: any Channel]>([:])
+    private let connections = Locked<[ObjectIdentifier: (channel: any Channel, listener: Int)]>([:])
+    private let stopped = Locked(false)
 
     /// Opens the store (creating and migrating the SQLite file unless `storage` is given) and
     /// prepares the threads and listeners; does not listen yet.

@@ -12,7 +12,7 @@ import Synchronization
 /// committed; then ``setAfterBatch(_:)``'s hook runs once. So a message is acknowledged and
 /// delivered only once it is stored, and message ids are assigned here, strictly increasing, in
 /// commit order (an id given to a batch that failed is not reused).
-/// Thread safety: `Sendable`; `enqueue` may be called from any thread. State is in a `Mutex`;
+/// Thread safety: `Sendable`; `enqueue` may be called from any thread. State is in a `Locked` (a pthread mutex);
 /// the writes run on one serial dispatch queue.
 public final class CommitQueue: Sendable {
     public enum Op: Sendable {
@@ -36,8 +36,8 @@ public final class CommitQueue: Sendable {
         var lastTime: Int64 = 0
     }
 
-    private let state = Mutex(State())
-    private let clock: Mutex<Clock>
+    private let state = Locked(State())
+    private let clock: Locked<Clock>
     private let queue = DispatchQueue(label: "parley.commit")
     private let writer: any BatchWriter
     private let logger: Logger
@@ -47,7 +47,7 @@ public final class CommitQueue: Sendable {
     /// - Parameter lastMessageID: the newest stored message id; new ids follow it.
     public init(writer: any BatchWriter, lastMessageID: Int64, logger: Logger = Logger(label: "parley.commit")) {
         self.writer = writer
-        self.clock = Mutex(Clock(lastMessageID: lastMessageID))
+        self.clock = Locked(Clock(lastMessageID: lastMessageID))
         self.logger = logger
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import ParleyClient
+import ParleyCore
 import ParleyWire
 import Synchronization
 
@@ -279,7 +280,7 @@ struct Bench: AsyncParsableCommand {
 }
 
 /// What one bench client received: a count and a latency per chat message, parsed from the raw
-/// frame without decoding JSON. Thread safety: a `Mutex`; written from the client's event loop.
+/// frame without decoding JSON. Thread safety: a `Locked` (pthread mutex); written from the client's event loop.
 final class ReceiverStats: Sendable {
     private struct State {
         var count = 0
@@ -288,7 +289,7 @@ final class ReceiverStats: Sendable {
         var toSend = 0
         var send: (@Sendable () -> Void)?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Counts `payload` if it is a bench message; returns whether it was one. An acknowledgement
     /// (the sender's own copy, which carries the request `id`) lets a closed-loop sender send again.

@@ -11,7 +11,7 @@ import ParleyTestSupport
 import Testing
 
 /// A session sink that keeps what the hub writes, decoded, and lets a test await it.
-/// Thread safety: `Sendable`; state in a `Mutex`.
+/// Thread safety: `Sendable`; state in a `Locked` (a pthread mutex).
 final class RecordingSink: SessionSink {
     let eventLoop: any EventLoop
     var format: WireFormat { .native }
@@ -20,7 +20,7 @@ final class RecordingSink: SessionSink {
         var waiters: [(predicate: @Sendable (ServerFrame) -> Bool, continuation: CheckedContinuation<ServerFrame, any Error>)] = []
         var closedWith: ParleyError?
     }
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(loop: any EventLoop) { eventLoop = loop }
 

@@ -14,7 +14,7 @@ func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
 /// Queues a message and waits for its commit.
 func append(_ store: SQLiteStore, _ message: NewMessage) throws -> StoredMessage {
     let commits = try queue(store)
-    let result = Mutex<Result<StoredMessage, any Error>?>(nil)
+    let result = Locked<Result<StoredMessage, any Error>?>(nil)
     commits.enqueue(.message(message) { r in result.withLock { $0 = r } })
     commits.flush()
     return try result.withLock { $0! }.get()
@@ -53,7 +53,7 @@ struct StoreTests {
                 let store = try SQLiteStore(directory: dir)
                 let commits = try queue(store)
                 // Many messages queued at once are committed in few transactions.
-                let done = Mutex<[Int64?]>([])
+                let done = Locked<[Int64?]>([])
                 for i in 0..<500 {
                     commits.enqueue(.message(general("a", "m\(i)")) { r in done.withLock { $0.append(try? r.get().id) } })
                 }
@@ -91,7 +91,7 @@ struct StoreTests {
                 mutations += try directory.leave("G", user: "a").mutations
                 mutations += try directory.create("H", by: "c").mutations
                 mutations += try directory.invite("a", to: "H", by: "c").mutations
-                let failed = Mutex<(any Error)?>(nil)
+                let failed = Locked<(any Error)?>(nil)
                 commits.enqueue(.groups(mutations) { r in if case .failure(let e) = r { failed.withLock { $0 = e } } })
                 commits.flush()
                 #expect(failed.withLock { $0 } == nil)
@@ -135,7 +135,7 @@ struct StoreTests {
             let store = try SQLiteStore(directory: dir)
             let commits = try queue(store)
             commits.close()
-            let result = Mutex<Result<StoredMessage, any Error>?>(nil)
+            let result = Locked<Result<StoredMessage, any Error>?>(nil)
             commits.enqueue(.message(general("a", "late")) { r in result.withLock { $0 = r } })
             #expect(throws: CommitQueue.Closed.self) { try result.withLock { $0! }.get() }
             #expect(try store.messageCount() == 0)

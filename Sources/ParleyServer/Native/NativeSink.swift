@@ -20,10 +20,13 @@ final class NativeSink: SessionSink {
     }
 
     /// The connection's own reason to pause reading (pending requests).
-    func setReadingForRequests(_ reading: Bool) {
+    func setReadingForRequests(_ reading: Bool) { updatePause { $0.byRequests = !reading } }
+
+    /// Changes one reason to pause and switches reading when the outcome changes.
+    private func updatePause(_ change: (inout (bySession: Bool, byRequests: Bool)) -> Void) {
         let (before, after) = paused.withValue { p -> (Bool, Bool) in
             let before = p.bySession || p.byRequests
-            p.byRequests = !reading
+            change(&p)
             return (before, p.bySession || p.byRequests)
         }
         apply(before: before, after: after)
@@ -43,14 +46,7 @@ final class NativeSink: SessionSink {
 
     var isWritable: Bool { channel.isWritable }
 
-    func setReading(_ reading: Bool) {
-        let (before, after) = paused.withValue { p -> (Bool, Bool) in
-            let before = p.bySession || p.byRequests
-            p.bySession = !reading
-            return (before, p.bySession || p.byRequests)
-        }
-        apply(before: before, after: after)
-    }
+    func setReading(_ reading: Bool) { updatePause { $0.bySession = !reading } }
 
     func close(with error: ParleyError) {
         NativeConnection.closeWithError(channel, error)
