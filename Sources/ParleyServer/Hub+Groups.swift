@@ -3,7 +3,10 @@ import ParleyCore
 import ParleyStore
 
 extension Hub {
-    /// Runs a group command: decides under the lock, stores the change, then tells the members.
+    /// Runs a group command, database first: group commands run one at a time (``groupChanges``);
+    /// each is decided on a copy of the directory, stored, and only once the store has accepted
+    /// it does the copy replace the directory in memory; then the members are told. A store
+    /// failure leaves everything as it was and answers `STORAGE_FAILED`.
     /// The future completes on `session.loop` with the group's name.
     func groupCommand(_ command: GroupCommand, from session: Session) -> EventLoopFuture<String> {
         let loop = session.loop
@@ -11,49 +14,66 @@ extension Hub {
         guard !me.guest else {
             return loop.makeFailedFuture(ParleyError(.guestNotAllowed, "guests cannot use groups; register an account"))
         }
-        let outcome: GroupDirectory.Outcome
-        var invitee: String? = nil
-        do {
-            outcome = try state.withLock { s throws(ParleyError) -> GroupDirectory.Outcome in
-                let result: GroupDirectory.Outcome
-                switch command {
-                case .create(let group, let inviteOnly): result = try s.directory.create(group, by: me.key, inviteOnly: inviteOnly)
-                case .join(let group): result = try s.directory.join(group, user: me.key)
-                case .leave(let group): result = try s.directory.leave(group, user: me.key)
-                case .invite(let group, let user):
-                    let target = try s.account(named: user)
-                    invitee = target
-                    result = try s.directory.invite(target, to: group, by: me.key)
-                case .remove(let group, let user): result = try s.directory.remove(try s.account(named: user), from: group, by: me.key)
-                case .setMode(let group, let inviteOnly): result = try s.directory.setInviteOnly(inviteOnly, for: group, by: me.key)
-                case .transfer(let group, let user): result = try s.directory.transfer(group, to: try s.account(named: user), by: me.key)
-                case .delete(let group): result = try s.directory.delete(group, by: me.key)
-                }
-                s.apply(result.mutations)
-                return result
-            }
-        } catch {
-            return loop.makeFailedFuture(error)
-        }
         let promise = loop.makePromise(of: String.self)
-        let invited = invitee
-        commits.enqueue(.groups(outcome.mutations) { [self] result in
-            switch result {
-            case .failure(let error):
-                logger.error("storing a group change failed", metadata: ["error": "\(error)", "group": "\(outcome.group.name)"])
-                promise.fail(ParleyError(.storageFailed, "the change could not be stored"))
-            case .success:
-                let names = state.withLock { $0.accounts }
-                for notice in outcome.notices {
-                    notify(.group(name: outcome.group.name, Self.shown(notice.event, names: names)), users: notice.recipients)
-                }
-                if let invitee = invited {
-                    notify(.invited(group: outcome.group.name, by: me.name), users: [invitee])
-                }
-                promise.succeed(outcome.group.name)
+        groupChanges.run { [self] done in
+            let decided: (GroupDirectory, GroupDirectory.Outcome, String?)
+            do {
+                decided = try state.withLock { s throws(ParleyError) in try Self.decide(command, by: me.key, in: s) }
+            } catch {
+                promise.fail(error)
+                done()
+                return
             }
-        })
+            let (directory, outcome, invitee) = decided
+            commits.enqueue(.groups(outcome.mutations) { [self] result in
+                switch result {
+                case .failure(let error):
+                    logger.error("storing a group change failed", metadata: ["error": "\(error)", "group": "\(outcome.group.name)"])
+                    done()
+                    promise.fail(ParleyError(.storageFailed, "the change could not be stored"))
+                case .success:
+                    // Only group commands change the directory, one at a time: the copy is the
+                    // directory as it was plus this change.
+                    let names = state.withLock { s in
+                        s.directory = directory
+                        s.apply(outcome.mutations)
+                        return s.accounts
+                    }
+                    done()
+                    for notice in outcome.notices {
+                        notify(.group(name: outcome.group.name, Self.shown(notice.event, names: names)), users: notice.recipients)
+                    }
+                    if let invitee {
+                        notify(.invited(group: outcome.group.name, by: me.name), users: [invitee])
+                    }
+                    promise.succeed(outcome.group.name)
+                }
+            })
+        }
         return promise.futureResult
+    }
+
+    /// Decides `command` on a copy of the directory: the directory as it would be, what to store,
+    /// whom to tell, and (for an invitation) whom to tell that they were invited.
+    static func decide(_ command: GroupCommand, by me: String, in s: HubState) throws(ParleyError)
+        -> (GroupDirectory, GroupDirectory.Outcome, String?) {
+        var directory = s.directory
+        var invitee: String? = nil
+        let outcome: GroupDirectory.Outcome
+        switch command {
+        case .create(let group, let inviteOnly): outcome = try directory.create(group, by: me, inviteOnly: inviteOnly)
+        case .join(let group): outcome = try directory.join(group, user: me)
+        case .leave(let group): outcome = try directory.leave(group, user: me)
+        case .invite(let group, let user):
+            let target = try s.account(named: user)
+            invitee = target
+            outcome = try directory.invite(target, to: group, by: me)
+        case .remove(let group, let user): outcome = try directory.remove(try s.account(named: user), from: group, by: me)
+        case .setMode(let group, let inviteOnly): outcome = try directory.setInviteOnly(inviteOnly, for: group, by: me)
+        case .transfer(let group, let user): outcome = try directory.transfer(group, to: try s.account(named: user), by: me)
+        case .delete(let group): outcome = try directory.delete(group, by: me)
+        }
+        return (directory, outcome, invitee)
     }
 
     /// A group event with user keys replaced by names as registered.

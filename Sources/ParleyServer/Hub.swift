@@ -34,7 +34,9 @@ public final class Hub: Sendable {
     /// Per event loop, the work waiting for it (indexed like `loops`): chat messages, group
     /// events and presence all go out this one way.
     let loopQueues: [LoopQueueBox]
-    /// How long presence changes are gathered before they are sent.
+    /// Group commands, one at a time (decided, stored, then applied: see ``groupCommand(_:from:)``).
+    let groupChanges = SerialJobs()
+        /// How long presence changes are gathered before they are sent.
     static let presenceWindow = TimeAmount.milliseconds(20)
     /// A bcrypt hash to verify against when the account does not exist, so a missing account
     /// takes as long to refuse as a wrong password.

@@ -166,6 +166,38 @@ struct HubTests {
         await f.stop()
     }
 
+    @Test("database first: a group change the store refuses leaves memory as it was")
+    func groupChangesStoredFirst() async throws {
+        let f = try HubFixture()
+        let (alice, _) = try await f.attach("alice")
+        let (bob, _) = try await f.attach("bob")
+        f.store.failing.store(true, ordering: .relaxed)
+        await #expect(throws: ParleyError(.storageFailed, "the change could not be stored")) {
+            try await f.hub.groupCommand(.create(group: "devs", inviteOnly: false), from: alice).get()
+        }
+        #expect(f.hub.groupList(mine: false, for: alice).isEmpty, "the group that was not stored does not exist")
+        f.store.failing.store(false, ordering: .relaxed)
+        #expect(try await f.hub.groupCommand(.create(group: "devs", inviteOnly: false), from: alice).get() == "devs")
+        f.store.failing.store(true, ordering: .relaxed)
+        await #expect(throws: ParleyError.self) { try await f.hub.groupCommand(.join(group: "devs"), from: bob).get() }
+        #expect(try f.hub.groupMembers("devs", for: alice).members.map(\.username) == ["alice"], "bob did not join")
+        await #expect(throws: ParleyError.self) { try await f.hub.groupCommand(.delete(group: "devs"), from: alice).get() }
+        f.store.failing.store(false, ordering: .relaxed)
+        #expect(f.hub.groupList(mine: false, for: alice).map(\.name) == ["devs"], "the delete that failed left the group")
+        // Many changes at once are decided one after another against what is stored.
+        let joins = try await withThrowingTaskGroup(of: String.self) { tasks in
+            for _ in 0..<3 { tasks.addTask { try await f.hub.groupCommand(.join(group: "devs"), from: bob).get() } }
+            var results: [String] = []
+            while let result = await tasks.nextResult() {
+                if case .success(let name) = result { results.append(name) }
+            }
+            return results
+        }
+        #expect(joins == ["devs"], "one join succeeds, the others are ALREADY_MEMBER")
+        #expect(try f.hub.groupMembers("devs", for: alice).members.map(\.username) == ["alice", "bob"])
+        await f.stop()
+    }
+
     func store(_ f: HubFixture, _ name: String) throws -> Bool {
         f.hub.state.withLock { $0.accounts[name] = name }
         return try f.store.createAccount(name: name, passwordHash: "-", now: .now)
