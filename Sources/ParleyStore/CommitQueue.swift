@@ -128,21 +128,28 @@ public final class CommitQueue: Sendable {
                 items.append(.readPosition(user: user, messageID: id))
             }
         }
-        let groupErrors: [Int: any Error]
-        do {
-            groupErrors = try writer.write(items, now: Timestamp(milliseconds: now))
-        } catch {
-            logger.error("commit failed", metadata: ["error": "\(error)", "batch": "\(batch.count)"])
-            // Ids handed to this batch are skipped, never reused: ids stay strictly increasing.
-            self.clock.withLock { $0 = clock }
-            for op in batch { Self.fail(op, error) }
-            return
-        }
+        // Ids handed to a batch are never reused, stored or not: ids stay strictly increasing.
         self.clock.withLock { $0 = clock }
+        var errors: [Int: any Error]
+        do {
+            errors = try writer.write(items, now: Timestamp(milliseconds: now))
+        } catch {
+            // One bad item must not fail the others: write them one by one, each in its own
+            // transaction, so only what really cannot be stored fails.
+            logger.error("commit failed; writing the batch item by item", metadata: ["error": "\(error)", "batch": "\(batch.count)"])
+            errors = [:]
+            for (index, item) in items.enumerated() {
+                do {
+                    if let groupError = try writer.write([item], now: Timestamp(milliseconds: now))[0] { errors[index] = groupError }
+                } catch {
+                    errors[index] = error
+                }
+            }
+        }
         for (index, op) in batch.enumerated() {
             switch op {
-            case .message(_, let done): done(.success(stored[index]!))
-            case .groups(_, let done): done(groupErrors[index].map { .failure($0) } ?? .success(()))
+            case .message(_, let done): done(errors[index].map { .failure($0) } ?? .success(stored[index]!))
+            case .groups(_, let done): done(errors[index].map { .failure($0) } ?? .success(()))
             case .readPosition: break
             }
         }

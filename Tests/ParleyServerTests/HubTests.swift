@@ -198,6 +198,33 @@ struct HubTests {
         await f.stop()
     }
 
+    @Test("one item the store refuses fails alone: the rest of its batch is stored")
+    func oneBadItem() async throws {
+        let f = try HubFixture()
+        let (alice, aliceSink) = try await f.attach("alice")
+        // Hold the first write so that the next three requests gather into one batch.
+        f.store.holdWrites.store(true, ordering: .relaxed)
+        try await f.loop.submit { try f.hub.send(.room("general"), text: "first", id: .int(1), from: alice) }.get()
+        var held = f.store.writeHeld.makeAsyncIterator()
+        _ = await held.next()
+        f.store.holdWrites.store(false, ordering: .relaxed)
+        f.store.poisonText.withLock { $0 = "poison" }
+        let created = f.hub.groupCommand(.create(group: "team", inviteOnly: false), from: alice)
+        try await f.loop.submit {
+            try f.hub.send(.room("general"), text: "poison", id: .int(2), from: alice)
+            try f.hub.send(.room("general"), text: "fine", id: .int(3), from: alice)
+        }.get()
+        f.store.releaseWrites()
+        #expect(try await created.get() == "team", "the group change in the same batch is stored")
+        let refused = try await aliceSink.next("the refusal") { $0.id == .int(2) }
+        #expect(refused.code == "STORAGE_FAILED")
+        let fine = try await aliceSink.next("the fine one") { $0.id == .int(3) }
+        #expect(fine.type == "message" && fine.text == "fine")
+        #expect(try f.store.messageCount() == 2)
+        #expect(try f.store.loadGroups().groups.map(\.name) == ["team"])
+        await f.stop()
+    }
+
     func store(_ f: HubFixture, _ name: String) throws -> Bool {
         f.hub.state.withLock { $0.accounts[name] = name }
         return try f.store.createAccount(name: name, passwordHash: "-", now: .now)

@@ -46,7 +46,26 @@ public final class FailingStore: Storage {
     public func readPosition(of user: String) throws -> Int64 { try inner.readPosition(of: user) }
     public func write(_ batch: [WriteItem], now: Timestamp) throws -> [Int: any Error] {
         if failing.load(ordering: .relaxed) { throw Injected() }
+        if let poison = poisonText.withLock({ $0 }), batch.contains(where: { if case .message(let m, _, _) = $0 { m.text == poison } else { false } }) {
+            throw Injected()
+        }
+        writes.add(1, ordering: .relaxed)
+        if holdWrites.load(ordering: .relaxed) {
+            writeEntered.yield(batch.count)
+            writeGate.wait()
+        }
         return try inner.write(batch, now: now)
     }
+
+    /// A batch holding a message with this text fails as a whole (as a bad row would).
+    public let poisonText = Locked<String?>(nil)
+    /// Batches written (not counting refused ones).
+    public let writes = Atomic<Int>(0)
+    /// While set, each batch write waits for ``releaseWrites()`` (announced on ``writeHeld``).
+    public let holdWrites = Atomic<Bool>(false)
+    private let writeGate = DispatchSemaphore(value: 0)
+    private let (writeHeldStream, writeEntered) = AsyncStream.makeStream(of: Int.self)
+    public var writeHeld: AsyncStream<Int> { writeHeldStream }
+    public func releaseWrites() { writeGate.signal() }
 }
 
