@@ -185,7 +185,7 @@ struct HubTests {
         f.store.failing.store(false, ordering: .relaxed)
         #expect(f.hub.groupList(mine: false, for: alice).map(\.name) == ["devs"], "the delete that failed left the group")
         // Many changes at once are decided one after another against what is stored.
-        let joins = try await withThrowingTaskGroup(of: String.self) { tasks in
+        let joins = await withThrowingTaskGroup(of: String.self) { tasks in
             for _ in 0..<3 { tasks.addTask { try await f.hub.groupCommand(.join(group: "devs"), from: bob).get() } }
             var results: [String] = []
             while let result = await tasks.nextResult() {

@@ -35,7 +35,6 @@ struct StoreTests {
     func accounts() throws {
         try withTemporaryDirectory { dir in
             let store = try SQLiteStore(directory: dir)
-            let commits = try queue(store)
             #expect(try store.createAccount(name: "Alice", passwordHash: "$2b$04$x", now: Timestamp(milliseconds: 1)))
             #expect(try !store.createAccount(name: "ALICE", passwordHash: "$2b$04$y", now: Timestamp(milliseconds: 2)))
             #expect(try store.account("alice")?.name == "Alice")
@@ -63,7 +62,6 @@ struct StoreTests {
                 store.close()
             }
             let store = try SQLiteStore(directory: dir)
-            let commits = try queue(store)
             let next = try append(store, general("b", "after restart"))
             #expect(next.id == 501)
             let page = try store.history(.general, before: nil, limit: 10)
@@ -98,7 +96,6 @@ struct StoreTests {
                 store.close()
             }
             let store = try SQLiteStore(directory: dir)
-            let commits = try queue(store)
             let (groups, nextID) = try store.loadGroups()
             let g = try #require(groups.first { $0.name == "G" })
             #expect(g.owner == "b")
@@ -115,7 +112,6 @@ struct StoreTests {
     func missed() throws {
         try withTemporaryDirectory { dir in
             let store = try SQLiteStore(directory: dir)
-            let commits = try queue(store)
             for i in 0..<10 { _ = try append(store, general("a", "g\(i)")) }
             let dm = NewMessage(sender: "a", senderKey: "a", room: .direct(between: "a", and: "b"), roomName: "b", peerKey: "b", text: "psst")
             _ = try append(store, dm)

@@ -252,7 +252,7 @@ final class NativeConnection: ChannelInboundHandler {
     }
 
     /// Replies with the future's value as a frame, or with its error.
-    private func answer<T>(_ future: EventLoopFuture<T>, id: RequestID?, _ frame: @escaping (T) -> ServerFrame) {
+    private func answer<T>(_ future: EventLoopFuture<T>, id: RequestID?, _ frame: @escaping @Sendable (T) -> ServerFrame) {
         let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
         perform(machine.requestStarted(), id: nil)
         future.whenComplete { result in
