@@ -63,7 +63,8 @@ public final class Hub: Sendable {
         let accounts = try storage.accountNames()
         self.state = Locked(HubState(
             accounts: accounts, directory: GroupDirectory(groups: groups, nextID: nextID), fanOutPosition: commits.lastMessageID,
-            loopCount: loops.count, formatCount: encoders.count, presenceThreshold: configuration.presenceThreshold))
+            loopCount: loops.count, formatCount: encoders.count, presenceThreshold: configuration.presenceThreshold,
+            loginBackoff: configuration.loginBackoff))
         self.dummyHash = Bcrypt.hash("parley-dummy-password", cost: configuration.bcryptCost)
         commits.setAfterBatch { [weak self] in self?.dispatchCommitted() }
     }

@@ -32,7 +32,7 @@ struct HubState {
     var following: [Session: Set<String>] = [:]
     /// Each user's read position, kept after their last session ends.
     var readPositions: [String: Int64] = [:]
-    var throttle = LoginThrottle()
+    var throttle: LoginThrottle
     var guestNames = GuestNamer()
     var presence: PresenceTracker<Session>
     /// Sessions per wire format; a format with none is not encoded.
@@ -43,7 +43,9 @@ struct HubState {
     /// Event loops in the server; session sets are split by loop.
     let loopCount: Int
 
-    init(accounts: [String: String], directory: GroupDirectory, fanOutPosition: Int64, loopCount: Int, formatCount: Int, presenceThreshold: Int) {
+    init(accounts: [String: String], directory: GroupDirectory, fanOutPosition: Int64, loopCount: Int, formatCount: Int, presenceThreshold: Int,
+         loginBackoff: Double = 1) {
+        self.throttle = LoginThrottle(baseDelay: loginBackoff)
         self.accounts = accounts
         self.directory = directory
         self.fanOutPosition = fanOutPosition

@@ -23,6 +23,9 @@ public struct ServerConfiguration: Sendable {
     public var loginTimeout: Double = 30
     /// Seconds without input before the server pings; twice that closes the connection.
     public var idleTimeout: Double = 300
+    /// Seconds a key (account or address) is refused after its first run of failed logins;
+    /// doubling with each further failure up to 60 s.
+    public var loginBackoff: Double = 1
     /// Seconds a frame may take to arrive whole, from its first byte (`FRAME_TIMEOUT`).
     public var frameTimeout: Double = 10
     /// Unanswered sends waiting for storage before the server stops reading from a connection.
