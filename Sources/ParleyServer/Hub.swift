@@ -98,13 +98,6 @@ public final class Hub: Sendable {
         enqueue(parts.map { $0.isEmpty ? [] : [.fanout(Fanout(encoded: encoded, messageID: 0, recipients: $0))] }, finished: [])
     }
 
-    /// Sends `event` to every session.
-    func broadcast(_ event: Event) {
-        let (parts, inUse) = state.withLock { s in (s.general.map(\.sessions), s.formatsInUse) }
-        let encoded = encode(event, formats: inUse)
-        enqueue(parts.map { $0.isEmpty ? [] : [.fanout(Fanout(encoded: encoded, messageID: 0, recipients: $0))] }, finished: [])
-    }
-
     /// Runs on the commit queue's thread after each batch: works out the recipients of every
     /// message just stored, encodes each message once per format, and hands the writes to the loops.
     func dispatchCommitted() {

@@ -11,7 +11,7 @@ import ParleyCore
 /// ``SessionSink``.
 /// Thread safety: `Sendable`. Immutable fields are set at login; the mutable delivery state lives
 /// in a `NIOLoopBoundBox`, so it is only touched on the sink's loop (checked at run time). Every
-/// method except ``send(_:)`` runs on that loop.
+/// method except ``sendEncoded(_:)`` runs on that loop.
 public final class Session: Sendable, Hashable, CustomStringConvertible {
     struct DeliveryState {
         /// While the login replay is being read from storage, live deliveries wait here.
@@ -182,12 +182,6 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
             let id = min(through, s.written)
             if id > s.confirmed { s.confirmed = id }
         }
-    }
-
-    /// Encodes `event` for this session and sends it, from any thread.
-    public func send(_ event: Event) {
-        let bytes = encoder.encode(event, allocator: ByteBufferAllocator())
-        sendEncoded(bytes)
     }
 
     /// Sends bytes already in this session's format (a reply), from any thread.
