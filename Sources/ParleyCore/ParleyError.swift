@@ -48,6 +48,8 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
         public static let loginTimeout: Code = "LOGIN_TIMEOUT"
         public static let idleTimeout: Code = "IDLE_TIMEOUT"
         public static let shuttingDown: Code = "SERVER_SHUTTING_DOWN"
+        public static let serverBusy: Code = "SERVER_BUSY"
+        public static let tooManyConnections: Code = "TOO_MANY_CONNECTIONS"
         public static let storageFailed: Code = "STORAGE_FAILED"
         public static let internalError: Code = "INTERNAL"
     }

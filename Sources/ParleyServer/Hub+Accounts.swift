@@ -23,9 +23,11 @@ extension Hub {
         var tokenHash: String? = nil
     }
 
-    /// Registers an account. Hashing runs on the thread pool; the future completes on `loop`
-    /// with the name as registered.
-    func register(name: String, password: String, on loop: any EventLoop) -> EventLoopFuture<String> {
+    /// Registers an account. Hashing runs on the password pool (``PasswordChecks``: `SERVER_BUSY`
+    /// when it is full; dropped if `gone()` by its turn); the future completes on `loop` with the
+    /// name as registered.
+    func register(name: String, password: String, on loop: any EventLoop, unless gone: @escaping @Sendable () -> Bool = { false })
+        -> EventLoopFuture<String> {
         do {
             guard configuration.registration else {
                 throw ParleyError(.registrationClosed, "this server does not accept new registrations")
@@ -45,7 +47,7 @@ extension Hub {
         let cost = configuration.bcryptCost
         let storage = self.storage
         let key = Names.key(name)
-        return offload(on: loop) {
+        return passwords.run(on: loop, unless: gone) {
             let hash = Bcrypt.hash(password, cost: cost)
             return try storage.createAccount(name: name, passwordHash: hash, now: .now)
         }.always { result in
@@ -65,7 +67,7 @@ extension Hub {
     ///   - since: replay after this message id instead of after the stored read position.
     ///   - remember: with a password, make a login token for later logins.
     func login(name: String, credential: Credential, since: Int64? = nil, remember: Bool = false, acknowledges: Bool = false,
-               address: String, sink: any SessionSink) -> EventLoopFuture<Attached> {
+               address: String, sink: any SessionSink, unless gone: @escaping @Sendable () -> Bool = { false }) -> EventLoopFuture<Attached> {
         let loop = sink.eventLoop
         let key = Names.key(name)
         let throttleKeys = ["user:" + key, "addr:" + address]
@@ -83,7 +85,7 @@ extension Hub {
             var token: String?
             var tokenHash: String?
         }
-        return offload(on: loop) { () -> Found? in
+        let check: @Sendable () throws -> Found? = {
             let account: Account?
             var token: String? = nil
             var tokenHash: String? = nil
@@ -105,7 +107,14 @@ extension Hub {
             }
             guard let account else { return nil }
             return Found(account: account, partners: try storage.conversationPartners(of: account.key), token: token, tokenHash: tokenHash)
-        }.flatMapThrowing { found in
+        }
+        let checked: EventLoopFuture<Found?>
+        if case .password = credential {
+            checked = passwords.run(on: loop, unless: gone, check)
+        } else {
+            checked = offload(on: loop, check)
+        }
+        return checked.flatMapThrowing { found in
             let now = Date().timeIntervalSince1970
             guard let found else {
                 self.state.withLock { $0.throttle.failed(throttleKeys, now: now) }
@@ -139,6 +148,8 @@ extension Hub {
         let sessionID = nextSessionID.add(1, ordering: .relaxed).oldValue
         let loopIndex = loopIndex(of: sink.eventLoop)
         var schedulePresence = false
+        let commits = self.commits
+        let interval = TimeAmount.milliseconds(Int64(configuration.readPositionInterval * 1000))
         let attached = try state.withLock { s throws(ParleyError) -> Attached in
             if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down") }
             let who = identity ?? Identity(name: s.guestNames.name(for: wanted, isTaken: s.isTaken), guest: true)
@@ -147,7 +158,8 @@ extension Hub {
             let session = Session(
                 id: sessionID, identity: who, sink: sink, encoder: encoders[sink.format.index], loopIndex: loopIndex,
                 written: s.fanOutPosition, readPosition: position, acknowledges: acknowledges,
-                limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger)
+                limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger,
+                positionInterval: interval, storePosition: who.guest ? nil : Self.positionWriter(commits, key: who.key))
             if s.add(session, partners: partners) {
                 schedulePresence = s.recordPresence(PresenceChange(username: who.name, online: true), key: who.key)
             }
@@ -188,6 +200,11 @@ extension Hub {
             session.writeReplay(frames, through: attached.through)
             session.finishReplay(through: attached.through)
         }
+    }
+
+    /// Stores `key`'s read position through the commit queue.
+    static func positionWriter(_ commits: CommitQueue, key: String) -> @Sendable (Int64) -> Void {
+        { position in commits.enqueue(.readPosition(user: key, messageID: position)) }
     }
 
     /// Forgets a login token (at `logout`), off the event loop.

@@ -18,7 +18,10 @@ extension Hub {
         groupChanges.run { [self] done in
             let decided: (GroupDirectory, GroupDirectory.Outcome, String?)
             do {
-                decided = try state.withLock { s throws(ParleyError) in try Self.decide(command, by: me.key, in: s) }
+                decided = try state.withLock { s throws(ParleyError) in
+                    if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down; nothing was changed") }
+                    return try Self.decide(command, by: me.key, in: s)
+                }
             } catch {
                 promise.fail(error)
                 done()

@@ -8,7 +8,10 @@ extension Hub {
     func send(_ target: Target, text: String, id: RequestID?, from session: Session) throws(ParleyError) {
         try limits.validateText(text)
         let me = session.identity
-        let place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
+        let place = try state.withLock { s throws(ParleyError) in
+            if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down; the message was not sent") }
+            return try s.resolve(target, for: me)
+        }
         let message = NewMessage(sender: me.name, senderKey: me.storageKey, room: place.room, roomName: place.name,
                                  peerKey: place.peer?.storageKey, text: text)
         session.sendStarted()
@@ -23,6 +26,27 @@ extension Hub {
                     ParleyError(.storageFailed, "the message could not be stored; it was not sent"), id: id, allocator: allocator))
             }
         })
+        // Past the commit queue's bound, this sender waits (TCP pushes back) until the backlog
+        // halves; its own message is in the queue, so a batch hook will see it (``resumeSenders()``).
+        let limit = configuration.maxCommitBacklog
+        let wait = waitingForStorage.withLock { list -> Bool in
+            guard commits.backlog > limit else { return false }
+            list.append(session)
+            return true
+        }
+        if wait { session.waitForStorage() }
+    }
+
+    /// After a batch: once the commit backlog is down to half its bound, the senders paused for
+    /// it read on. On the commit queue's thread.
+    func resumeSenders() {
+        let limit = configuration.maxCommitBacklog
+        let ready = waitingForStorage.withLock { list -> [Session] in
+            guard !list.isEmpty, commits.backlog <= limit / 2 else { return [] }
+            defer { list.removeAll() }
+            return list
+        }
+        for session in ready { session.loop.execute { session.storageCaughtUp() } }
     }
 
     /// A page of history: up to `limit` messages before `before`, oldest first, with `more` set
@@ -39,7 +63,10 @@ extension Hub {
             if me.guest, case .with = target {
                 throw ParleyError(.guestNotAllowed, "guests have no stored private conversations")
             }
-            place = try state.withLock { s throws(ParleyError) in try s.resolve(target, for: me) }
+            place = try state.withLock { s throws(ParleyError) in
+                if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down") }
+                return try s.resolve(target, for: me)
+            }
         } catch {
             return loop.makeFailedFuture(error)
         }

@@ -23,6 +23,8 @@ public final class Hub: Sendable {
     let configuration: ServerConfiguration
     let loops: [any EventLoop]
     let threadPool: NIOThreadPool
+    /// bcrypt work, on its own bounded pool.
+    let passwords: PasswordChecks
     let logger: Logger
     let state: Locked<HubState>
     /// One encoder per wire format, indexed by ``WireFormat/index``.
@@ -34,6 +36,8 @@ public final class Hub: Sendable {
     /// Per event loop, the work waiting for it (indexed like `loops`): chat messages, group
     /// events and presence all go out this one way.
     let loopQueues: [LoopQueueBox]
+    /// Senders whose reading is paused until the commit backlog halves.
+    let waitingForStorage = Locked<[Session]>([])
     /// Group commands, one at a time (decided, stored, then applied: see ``groupCommand(_:from:)``).
     let groupChanges = SerialJobs()
         /// How long presence changes are gathered before they are sent.
@@ -50,12 +54,13 @@ public final class Hub: Sendable {
 
     /// - Throws: when the accounts or groups cannot be read.
     init(storage: any Storage, commits: CommitQueue, configuration: ServerConfiguration, loops: [any EventLoop],
-         threadPool: NIOThreadPool, encoders: [any EventEncoder], logger: Logger) throws {
+         threadPool: NIOThreadPool, passwords: PasswordChecks, encoders: [any EventEncoder], logger: Logger) throws {
         self.storage = storage
         self.commits = commits
         self.configuration = configuration
         self.loops = loops
         self.threadPool = threadPool
+        self.passwords = passwords
         self.encoders = encoders
         self.logger = logger
         self.loopQueues = loops.map { _ in LoopQueueBox() }
@@ -75,9 +80,10 @@ public final class Hub: Sendable {
         loops.firstIndex { $0 === loop } ?? 0
     }
 
-    /// Runs blocking `body` on the thread pool; the future completes on `loop`.
+    /// Runs blocking `body` on the thread pool; the future completes on `loop` (failing with
+    /// `SERVER_SHUTTING_DOWN` once the pool has stopped).
     func offload<T: Sendable>(on loop: any EventLoop, _ body: @escaping @Sendable () throws -> T) -> EventLoopFuture<T> {
-        threadPool.runIfActive(eventLoop: loop, body)
+        threadPool.runIfActive(eventLoop: loop, body).flatMapErrorThrowing { error in throw ParleyError.stopped(error) }
     }
 
     // MARK: Encoding
@@ -101,6 +107,7 @@ public final class Hub: Sendable {
     /// Runs on the commit queue's thread after each batch: works out the recipients of every
     /// message just stored, encodes each message once per format, and hands the writes to the loops.
     func dispatchCommitted() {
+        resumeSenders()
         let batch = committed.withLock { pending in
             defer { pending.removeAll(keepingCapacity: true) }
             return pending
@@ -129,33 +136,48 @@ public final class Hub: Sendable {
             }
             if let sender = item.sender { finished[sender.loopIndex].append(sender) }
         }
-        enqueue(byLoop, finished: finished)
+        enqueue(byLoop, finished: finished, waitBelow: Self.maxLoopBacklog)
     }
+
+    /// Most pieces of work waiting for one loop before the commit queue's thread waits for it.
+    static let maxLoopBacklog = 8192
 
     /// Hands each loop its work (indexed like `loops`) and the senders whose backlog to count
     /// down there. At most one `execute` is in flight per loop: what arrives while one is pending
     /// joins it.
-    func enqueue(_ byLoop: [[LoopWork]], finished: [[Session]]) {
+    /// - Parameter waitBelow: with a bound (only on the commit queue's thread, never on a loop),
+    ///   waits until every loop whose queue is over it has taken its work: a loop that cannot
+    ///   keep up holds the commit queue back, whose bound in turn pauses the senders.
+    func enqueue(_ byLoop: [[LoopWork]], finished: [[Session]], waitBelow bound: Int? = nil) {
+        var waits: [DispatchSemaphore] = []
         for index in byLoop.indices {
             let senders = index < finished.count ? finished[index] : []
             guard !byLoop[index].isEmpty || !senders.isEmpty else { continue }
-            let schedule = loopQueues[index].state.withLock { queue in
+            let (schedule, wait) = loopQueues[index].state.withLock { queue -> (Bool, DispatchSemaphore?) in
                 queue.work += byLoop[index]
                 queue.finished += senders
+                var wait: DispatchSemaphore? = nil
+                if let bound, queue.work.count > bound {
+                    wait = queue.taken ?? DispatchSemaphore(value: 0)
+                    queue.taken = wait
+                }
                 defer { queue.scheduled = true }
-                return !queue.scheduled
+                return (!queue.scheduled, wait)
             }
+            if let wait { waits.append(wait) }
             if schedule {
                 let queue = loopQueues[index]
                 loops[index].execute {
-                    let (work, senders) = queue.state.withLock { queue in
+                    let (work, senders, taken) = queue.state.withLock { queue in
                         defer { queue = LoopQueue() }
-                        return (queue.work, queue.finished)
+                        return (queue.work, queue.finished, queue.taken)
                     }
+                    taken?.signal()
                     Self.write(work, finished: senders)
                 }
             }
         }
+        for wait in waits { wait.wait() }
     }
 
     /// Work waiting for one event loop. While a loop is busy writing one batch, the next
@@ -165,6 +187,9 @@ public final class Hub: Sendable {
         var work: [LoopWork] = []
         var finished: [Session] = []
         var scheduled = false
+        /// Signalled when the loop takes the work (the commit queue's thread waits on it when
+        /// the queue is over its bound).
+        var taken: DispatchSemaphore? = nil
     }
 
     /// A ``LoopQueue`` behind a lock. Thread safety: `Sendable`; all access goes through `state`.

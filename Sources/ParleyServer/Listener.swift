@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import ParleyCore
 import ParleyWire
 
 /// A front door: binds one protocol's listening socket on the server's shared event loops and
@@ -14,8 +15,9 @@ protocol Listener: Sendable {
     var host: String { get }
     var port: Int { get }
     /// Binds and starts accepting.
-    /// - Parameter track: to call with every accepted channel, so shutdown can reach it.
-    func bind(hub: Hub, group: any EventLoopGroup, track: @escaping @Sendable (any Channel) -> Void, logger: Logger) async throws -> any Channel
+    /// - Parameter admit: to call with every accepted channel, so shutdown can reach it; an error
+    ///   when the connection is over a limit, to tell the client before closing it.
+    func bind(hub: Hub, group: any EventLoopGroup, admit: @escaping @Sendable (any Channel) -> ParleyError?, logger: Logger) async throws -> any Channel
     /// Says goodbye to one of its connections at shutdown (on the channel's loop).
     func farewell(_ channel: any Channel, message: String)
 }
@@ -28,7 +30,7 @@ struct NativeListener: Listener {
     let port: Int
     let configuration: ServerConfiguration
 
-    func bind(hub: Hub, group: any EventLoopGroup, track: @escaping @Sendable (any Channel) -> Void, logger: Logger) async throws -> any Channel {
+    func bind(hub: Hub, group: any EventLoopGroup, admit: @escaping @Sendable (any Channel) -> ParleyError?, logger: Logger) async throws -> any Channel {
         let limits = configuration.limits
         let idle = configuration.idleTimeout
         let frameTimeout = configuration.frameTimeout
@@ -45,7 +47,11 @@ struct NativeListener: Listener {
                 ChannelOptions.writeBufferWaterMark,
                 value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
             .childChannelInitializer { channel in
-                track(channel)
+                if let refusal = admit(channel) {
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Refuse(error: refusal))
+                    }
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: .milliseconds(Int64(idle * 1000))),
@@ -56,6 +62,17 @@ struct NativeListener: Listener {
                 }
             }
         return try await bootstrap.bind(host: host, port: port).get()
+    }
+
+    /// Tells a connection over a limit why, then closes it.
+    final class Refuse: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let error: ParleyError
+        init(error: ParleyError) { self.error = error }
+        func channelActive(context: ChannelHandlerContext) {
+            NativeConnection.closeWithError(context.channel, error)
+        }
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
     }
 
     func farewell(_ channel: any Channel, message: String) {

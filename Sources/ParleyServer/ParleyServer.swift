@@ -25,10 +25,17 @@ public final class ParleyServer: Service, Sendable {
     let hub: Hub
     let group: MultiThreadedEventLoopGroup
     let threadPool: NIOThreadPool
+    let passwords: PasswordChecks
     let logger: Logger
     let listeners: [any Listener]
     private let bound = Locked<[String: any Channel]>([:])
-    private let connections = Locked<[ObjectIdentifier: (channel: any Channel, listener: Int)]>([:])
+    private let connections = Locked(Connections())
+
+    /// Open connections, for shutdown and the connection limits.
+    struct Connections {
+        var open: [ObjectIdentifier: (channel: any Channel, listener: Int)] = [:]
+        var perAddress: [String: Int] = [:]
+    }
     private let stopped = Locked(false)
 
     /// Opens the store (creating and migrating the SQLite file unless `storage` is given) and
@@ -41,17 +48,19 @@ public final class ParleyServer: Service, Sendable {
         self.logger = logger
         let threads = configuration.threads > 0 ? configuration.threads : System.coreCount
         group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
-        threadPool = NIOThreadPool(numberOfThreads: max(2, System.coreCount))
+        threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
+        passwords = PasswordChecks(threads: System.coreCount, limit: configuration.maxPasswordChecks)
         listeners = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration)]
         do {
             let storage = try storage ?? SQLiteStore(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
             self.storage = storage
             commits = CommitQueue(writer: storage, lastMessageID: try storage.lastMessageID(), logger: logger)
             hub = try Hub(storage: storage, commits: commits, configuration: configuration, loops: Array(group.makeIterator()),
-                          threadPool: threadPool, encoders: [NativeEncoder()], logger: logger)
+                          threadPool: threadPool, passwords: passwords, encoders: [NativeEncoder()], logger: logger)
         } catch {
             try? threadPool.syncShutdownGracefully()
+            try? passwords.pool.syncShutdownGracefully()
             try? group.syncShutdownGracefully()
             throw error
         }
@@ -68,7 +77,7 @@ public final class ParleyServer: Service, Sendable {
     @discardableResult
     public func start() async throws -> Int {
         for (index, listener) in listeners.enumerated() {
-            let channel = try await listener.bind(hub: hub, group: group, track: { [weak self] in self?.track($0, listener: index) }, logger: logger)
+            let channel = try await listener.bind(hub: hub, group: group, admit: { [weak self] in self?.admit($0, listener: index) }, logger: logger)
             bound.withLock { $0[listener.name] = channel }
             logger.info("listening", metadata: ["address": "\(listener.host):\(channel.localAddress?.port ?? listener.port)", "protocol": "\(listener.name)"])
         }
@@ -90,12 +99,35 @@ public final class ParleyServer: Service, Sendable {
         #endif
     }
 
-    private func track(_ channel: any Channel, listener: Int) {
+    /// Counts a new connection, or refuses it when it is over the total or per-address limit
+    /// (`TOO_MANY_CONNECTIONS`; a refused connection is not counted and closes at once).
+    private func admit(_ channel: any Channel, listener: Int) -> ParleyError? {
         let id = ObjectIdentifier(channel)
-        connections.withLock { $0[id] = (channel, listener) }
-        channel.closeFuture.whenComplete { [weak self] _ in
-            _ = self?.connections.withLock { $0.removeValue(forKey: id) }
+        let address = channel.remoteAddress?.ipAddress ?? "?"
+        let (total, perAddress) = (configuration.maxConnections, configuration.maxConnectionsPerAddress)
+        let refusal = connections.withLock { c -> ParleyError? in
+            if total > 0, c.open.count >= total {
+                return ParleyError(.tooManyConnections, "the server has too many connections (\(total)); try again later")
+            }
+            if perAddress > 0, c.perAddress[address, default: 0] >= perAddress {
+                return ParleyError(.tooManyConnections, "too many connections from your address (\(perAddress))")
+            }
+            c.open[id] = (channel, listener)
+            c.perAddress[address, default: 0] += 1
+            return nil
         }
+        if let refusal {
+            logger.notice("connection refused", metadata: ["peer": "\(address)", "reason": "\(refusal.message)"])
+            return refusal
+        }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            self?.connections.withLock { c in
+                c.open.removeValue(forKey: id)
+                let left = c.perAddress[address, default: 1] - 1
+                c.perAddress[address] = left > 0 ? left : nil
+            }
+        }
+        return nil
     }
 
     /// Runs until a graceful shutdown is requested (SIGINT/SIGTERM through the ServiceGroup), then shuts down.
@@ -106,6 +138,13 @@ public final class ParleyServer: Service, Sendable {
     }
 
     /// Tells clients, closes connections, writes pending work to disk and stops the threads. Idempotent.
+    ///
+    /// In this order, so that no client is left guessing: new requests are refused with
+    /// `SERVER_SHUTTING_DOWN` from the first step on; every request already read is carried out
+    /// (password checks, reads and group changes finish, every send already accepted is stored);
+    /// the answers, acknowledgements and deliveries that produces reach the connections; only then
+    /// does each client get `shutdown` and its connection close. What a client sent and got no
+    /// answer to was not carried out.
     public func shutdown() async {
         guard stopped.withLock({ was in defer { was = true }; return !was }) else { return }
         logger.info("shutting down")
@@ -113,7 +152,17 @@ public final class ParleyServer: Service, Sendable {
         for channel in bound.withLock({ Array($0.values) }) {
             try? await channel.close()
         }
-        let open = connections.withLock { Array($0.values) }
+        // Sends that passed the check before the flag was set have been queued for storage.
+        await eachLoop()
+        // Password checks, reads and replays under way finish; their answers (and any group
+        // changes they lead to) are handed to the loops and the commit queue.
+        await passwords.shutdown()
+        try? await threadPool.shutdownGracefully()
+        await eachLoop()
+        // Everything accepted is stored; acknowledgements and deliveries are written.
+        await flushCommits()
+        await eachLoop()
+        let open = connections.withLock { Array($0.open.values) }
         let listeners = self.listeners
         for (channel, index) in open {
             channel.eventLoop.execute { listeners[index].farewell(channel, message: "the server is shutting down") }
@@ -123,14 +172,36 @@ public final class ParleyServer: Service, Sendable {
         }
         // Each closed session queued its read position; write everything that is pending.
         let commits = self.commits
-        try? await threadPool.runIfActive { commits.close() }
-        try? await threadPool.shutdownGracefully()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                commits.close()
+                done.resume()
+            }
+        }
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }
 
+    /// Returns once every event loop has run what was handed to it before this call.
+    private func eachLoop() async {
+        for loop in group.makeIterator() {
+            try? await loop.submit {}.get()
+        }
+    }
+
+    /// Waits, off the cooperative threads, until everything queued for storage is stored.
+    private func flushCommits() async {
+        let commits = self.commits
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                commits.flush()
+                done.resume()
+            }
+        }
+    }
+
     /// Number of open connections (logged in or not).
-    public var connectionCount: Int { connections.withLock { $0.count } }
+    public var connectionCount: Int { connections.withLock { $0.open.count } }
 }
 
 /// Limits glibc's allocator to two arenas. By default every thread that meets contention gets an

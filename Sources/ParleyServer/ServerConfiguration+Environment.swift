@@ -12,6 +12,7 @@ extension ServerConfiguration {
         "PARLEY_HOST", "PARLEY_PORT", "PARLEY_DATA_DIR", "PARLEY_NAME", "PARLEY_MAX_FRAME", "PARLEY_MAX_TEXT", "PARLEY_MAX_TEXT_BYTES",
         "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
         "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_FRAME_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
+        "PARLEY_MAX_CONNECTIONS", "PARLEY_MAX_CONNECTIONS_PER_ADDRESS", "PARLEY_MAX_PASSWORD_CHECKS", "PARLEY_MAX_COMMIT_BACKLOG",
     ]
 
     /// The defaults overridden by `PARLEY_*` variables (see README and `docs/parley.env.example`).
@@ -58,6 +59,10 @@ extension ServerConfiguration {
         frameTimeout = try double("PARLEY_FRAME_TIMEOUT") ?? frameTimeout
         threads = try int("PARLEY_THREADS") ?? threads
         presenceThreshold = try int("PARLEY_PRESENCE_LIMIT") ?? presenceThreshold
+        maxConnections = try int("PARLEY_MAX_CONNECTIONS") ?? maxConnections
+        maxConnectionsPerAddress = try int("PARLEY_MAX_CONNECTIONS_PER_ADDRESS") ?? maxConnectionsPerAddress
+        maxPasswordChecks = try int("PARLEY_MAX_PASSWORD_CHECKS") ?? maxPasswordChecks
+        maxCommitBacklog = try int("PARLEY_MAX_COMMIT_BACKLOG") ?? maxCommitBacklog
     }
 
     /// The one place settings are combined, used by `parley serve` and the tests alike: the
@@ -94,6 +99,12 @@ extension ServerConfiguration {
         }
         guard frameTimeout > 0, loginTimeout > 0, idleTimeout > 0 else {
             throw InvalidSetting(description: "timeouts must be more than 0 seconds")
+        }
+        guard maxConnections >= 0, maxConnectionsPerAddress >= 0 else {
+            throw InvalidSetting(description: "connection limits must be 0 (no limit) or more")
+        }
+        guard maxPasswordChecks >= 1, maxCommitBacklog >= 64 else {
+            throw InvalidSetting(description: "the password-check queue must be at least 1 and the commit backlog at least 64")
         }
         guard presenceThreshold >= 0 else { throw InvalidSetting(description: "the presence limit must be 0 or more") }
         guard limits.maxMessageLength >= 1, limits.replayLimit >= 0, limits.maxOutboxBytes >= 4096 else {

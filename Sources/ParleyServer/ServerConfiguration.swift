@@ -39,6 +39,18 @@ public struct ServerConfiguration: Sendable {
     /// Below this many users online, every arrival and departure is sent to everyone; at or above
     /// it, only to those with an interest (docs/PROTOCOL.md, "Presence").
     public var presenceThreshold = 100
+    /// Open connections allowed in all (`TOO_MANY_CONNECTIONS` past it); 0 = no limit.
+    public var maxConnections = 20_000
+    /// Open connections allowed from one IP address; 0 = no limit.
+    public var maxConnectionsPerAddress = 64
+    /// Password checks (bcrypt, for `register` and `login`) queued or running at once; past it
+    /// a request is answered `SERVER_BUSY`.
+    public var maxPasswordChecks = 64
+    /// Operations (messages, group changes, read positions) waiting to be stored before the
+    /// server stops reading from senders until the backlog halves.
+    public var maxCommitBacklog = 65_536
+    /// Seconds between writes of a moving read position (a crash replays at most about this much).
+    public var readPositionInterval: Double = 1
 
     public init() {}
 }

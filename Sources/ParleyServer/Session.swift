@@ -33,6 +33,11 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         /// Sends awaiting storage; reading pauses above the limit.
         var inflight = 0
         var readsPaused = false
+        /// Reading is paused because the commit queue's backlog is over its bound.
+        var storagePaused = false
+        /// The read position last handed to storage, and whether a write of it is scheduled.
+        var storedPosition: Int64
+        var positionWriteScheduled = false
     }
 
     public let id: Int
@@ -51,13 +56,17 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     /// The server's logger; ``logger`` adds this session's metadata when something is logged,
     /// so an idle session holds no metadata of its own.
     let baseLogger: Logger
+    /// Stores a moved read position (accounts only), at most once per ``positionInterval``.
+    let storePosition: (@Sendable (Int64) -> Void)?
+    let positionInterval: TimeAmount
 
     /// - Parameters:
     ///   - written: the newest message already fanned out (live deliveries older than it were
     ///     before this session existed and come, if at all, in the replay).
     ///   - readPosition: what the user has received (where the replay starts).
     init(id: Int, identity: Identity, sink: any SessionSink, encoder: any EventEncoder, loopIndex: Int, written: Int64,
-         readPosition: Int64, acknowledges: Bool = false, limits: Limits, maxInflight: Int, logger: Logger) {
+         readPosition: Int64, acknowledges: Bool = false, limits: Limits, maxInflight: Int, logger: Logger,
+         positionInterval: TimeAmount = .seconds(1), storePosition: (@Sendable (Int64) -> Void)? = nil) {
         self.acknowledges = acknowledges
         self.id = id
         self.identity = identity
@@ -65,7 +74,10 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         self.encoder = encoder
         self.format = sink.format.index
         self.loopIndex = loopIndex
-        self.state = .makeBoxSendingValue(DeliveryState(written: written, confirmed: readPosition), eventLoop: sink.eventLoop)
+        self.state = .makeBoxSendingValue(DeliveryState(written: written, confirmed: readPosition, storedPosition: readPosition),
+                                          eventLoop: sink.eventLoop)
+        self.positionInterval = positionInterval
+        self.storePosition = storePosition
         self.limits = limits
         self.maxInflight = maxInflight
         self.baseLogger = logger
@@ -173,14 +185,37 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     }
 
     private func confirm(upTo id: Int64) {
-        state.withValue { s in if id > s.confirmed { s.confirmed = id } }
+        moveReadPosition { _ in id }
     }
 
     /// The client says it has shown every message up to `through`. On the loop only.
     func acknowledge(through: Int64) {
-        state.withValue { s in
-            let id = min(through, s.written)
-            if id > s.confirmed { s.confirmed = id }
+        moveReadPosition { s in min(through, s.written) }
+    }
+
+    /// Moves the read position forward (never back) and, the first time it moves after being
+    /// stored, schedules storing it one ``positionInterval`` later: positions are written as they
+    /// move, batched with the commits, so after a crash at most the last interval is replayed.
+    private func moveReadPosition(_ to: (DeliveryState) -> Int64) {
+        guard let storePosition else {
+            state.withValue { s in s.confirmed = max(s.confirmed, to(s)) }
+            return
+        }
+        let schedule = state.withValue { s -> Bool in
+            s.confirmed = max(s.confirmed, to(s))
+            guard s.confirmed > s.storedPosition, !s.positionWriteScheduled else { return false }
+            s.positionWriteScheduled = true
+            return true
+        }
+        guard schedule else { return }
+        loop.scheduleTask(in: positionInterval) {
+            let position = self.state.withValue { s -> Int64? in
+                s.positionWriteScheduled = false
+                guard s.confirmed > s.storedPosition, !s.closing else { return nil }
+                s.storedPosition = s.confirmed
+                return s.confirmed
+            }
+            if let position { storePosition(position) }
         }
     }
 
@@ -231,7 +266,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
             s.inflight += 1
             guard s.inflight >= maxInflight && !s.readsPaused else { return false }
             s.readsPaused = true
-            return true
+            return !s.storagePaused
         }
         if pause { sink.setReading(false) }
     }
@@ -242,7 +277,28 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
             s.inflight -= 1
             guard s.readsPaused && s.inflight <= maxInflight / 2 else { return false }
             s.readsPaused = false
-            return true
+            return !s.storagePaused
+        }
+        if resume { sink.setReading(true) }
+    }
+
+    /// The commit queue is over its bound: stop reading this sender until it has caught up
+    /// (``storageCaughtUp()``). On the loop only.
+    func waitForStorage() {
+        let pause = state.withValue { s in
+            guard !s.storagePaused else { return false }
+            s.storagePaused = true
+            return !s.readsPaused
+        }
+        if pause { sink.setReading(false) }
+    }
+
+    /// The commit queue's backlog has halved: read on. On the loop only.
+    func storageCaughtUp() {
+        let resume = state.withValue { s in
+            guard s.storagePaused else { return false }
+            s.storagePaused = false
+            return !s.readsPaused
         }
         if resume { sink.setReading(true) }
     }

@@ -51,6 +51,9 @@ public final class CommitQueue: Sendable {
         self.logger = logger
     }
 
+    /// Operations queued and not yet taken into a transaction.
+    public var backlog: Int { state.withLock { $0.pending.count } }
+
     /// The id of the last message committed.
     public var lastMessageID: Int64 { clock.withLock { $0.lastMessageID } }
 

@@ -46,6 +46,15 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("presence-limit"), help: "Below this many users online, everyone hears of every arrival and departure [PARLEY_PRESENCE_LIMIT]. (default: 100)")
     var presenceLimit: Int?
 
+    @Option(name: .customLong("max-connections"), help: "Open connections in all; 0 = no limit [PARLEY_MAX_CONNECTIONS]. (default: 20000)")
+    var maxConnections: Int?
+    @Option(name: .customLong("max-connections-per-address"), help: "Open connections from one IP address; 0 = no limit [PARLEY_MAX_CONNECTIONS_PER_ADDRESS]. (default: 64)")
+    var maxConnectionsPerAddress: Int?
+    @Option(name: .customLong("max-password-checks"), help: "Password checks queued or running at once before SERVER_BUSY [PARLEY_MAX_PASSWORD_CHECKS]. (default: 64)")
+    var maxPasswordChecks: Int?
+    @Option(name: .customLong("max-commit-backlog"), help: "Writes waiting for the database before senders are paused [PARLEY_MAX_COMMIT_BACKLOG]. (default: 65536)")
+    var maxCommitBacklog: Int?
+
     /// The flags given, keyed like the environment (precedence is decided by `ServerConfiguration.resolve`).
     var flags: [String: String] {
         var f: [String: String] = [:]
@@ -67,6 +76,10 @@ struct Serve: AsyncParsableCommand {
         f["PARLEY_FRAME_TIMEOUT"] = frameTimeout.map { String($0) }
         f["PARLEY_THREADS"] = threads.map(String.init)
         f["PARLEY_PRESENCE_LIMIT"] = presenceLimit.map(String.init)
+        f["PARLEY_MAX_CONNECTIONS"] = maxConnections.map(String.init)
+        f["PARLEY_MAX_CONNECTIONS_PER_ADDRESS"] = maxConnectionsPerAddress.map(String.init)
+        f["PARLEY_MAX_PASSWORD_CHECKS"] = maxPasswordChecks.map(String.init)
+        f["PARLEY_MAX_COMMIT_BACKLOG"] = maxCommitBacklog.map(String.init)
         return f
     }
 

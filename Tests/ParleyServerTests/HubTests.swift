@@ -82,7 +82,7 @@ struct HubFixture {
         logger.logLevel = .critical
         let commits = CommitQueue(writer: store, lastMessageID: try store.lastMessageID())
         hub = try Hub(storage: store, commits: commits, configuration: configuration, loops: [group.next()], threadPool: pool,
-                      encoders: [NativeEncoder()], logger: logger)
+                      passwords: PasswordChecks(threads: 1, limit: 8), encoders: [NativeEncoder()], logger: logger)
     }
 
     /// Attaches `name` (an account created here) and waits for the end of its replay.
@@ -99,6 +99,7 @@ struct HubFixture {
     func stop() async {
         hub.commits.close()
         try? await pool.shutdownGracefully()
+        await hub.passwords.shutdown()
         try? await group.shutdownGracefully()
         try? FileManager.default.removeItem(atPath: directory)
     }

@@ -135,7 +135,8 @@ final class NativeConnection: ChannelInboundHandler {
             reply(ServerFrame(type: "ping"))
         case .register:
             guard case .register(let username, let password)? = request else { return }
-            answer(hub.register(name: username, password: password, on: channel.eventLoop), id: id) { name in
+            let channel = self.channel!
+            answer(hub.register(name: username, password: password, on: channel.eventLoop, unless: { !channel.isActive }), id: id) { name in
                 var frame = ServerFrame(type: "registered", id: id)
                 frame.result = "REGISTER_SUCCESS"
                 frame.username = name
@@ -145,8 +146,9 @@ final class NativeConnection: ChannelInboundHandler {
             guard case .login(let username, let credential, let since, let remember, let ack)? = request else { return }
             let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
             perform(machine.requestStarted(), id: nil)
+            let channel = self.channel!
             hub.login(name: username, credential: credential, since: since, remember: remember, acknowledges: ack, address: address,
-                      sink: sink).whenComplete { result in
+                      sink: sink, unless: { !channel.isActive }).whenComplete { result in
                 let this = this.value
                 this.perform(this.machine.requestFinished(), id: nil)
                 switch result {
