@@ -52,10 +52,12 @@ public final class ParleyClient: Sendable {
     ///   - rawFrame: optional; sees each frame's payload on the event loop before it is decoded and
     ///     returns true when it has consumed it (the benchmark uses this to skip JSON decoding).
     ///   - group: event loops to use; by default a one-thread group owned by this client.
-    /// - Throws: when the connection fails or no hello arrives within `timeout` seconds.
+    ///   - source: the local IP address to connect from (default: the system's choice).
+    /// - Throws: when the connection fails or no hello arrives within `timeout` seconds; the
+    ///   server's ``ParleyError`` when it refuses the connection (`TOO_MANY_CONNECTIONS`).
     public static func connect(
         host: String, port: Int, timeout: Double = 10, group: (any EventLoopGroup)? = nil,
-        receiveBuffer: Int? = nil,
+        receiveBuffer: Int? = nil, from source: String? = nil,
         rawFrame: (@Sendable (ByteBuffer) -> Bool)? = nil
     ) async throws -> ParleyClient {
         let owned: (any EventLoopGroup)? = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
@@ -64,6 +66,9 @@ public final class ParleyClient: Sendable {
         var bootstrap = ClientBootstrap(group: loops)
             .connectTimeout(.milliseconds(Int64(timeout * 1000)))
             .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
+        if let source {
+            bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: source, port: 0))
+        }
         if let receiveBuffer {
             bootstrap = bootstrap.channelOption(ChannelOptions.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer))
         }
@@ -81,7 +86,9 @@ public final class ParleyClient: Sendable {
             throw error
         }
         do {
-            let hello = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: "hello") { $0.type == "hello" }
+            let hello = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: "hello") { $0.type == "hello" || $0.type == "error" }
+            // A server over its connection limits answers with an error instead of a hello.
+            if let refusal = hello.parleyError { throw refusal }
             return ParleyClient(channel: channel, inbox: inbox, hello: hello, ownsGroup: owned)
         } catch {
             try? await channel.close()

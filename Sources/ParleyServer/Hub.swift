@@ -107,7 +107,9 @@ public final class Hub: Sendable {
     /// Runs on the commit queue's thread after each batch: works out the recipients of every
     /// message just stored, encodes each message once per format, and hands the writes to the loops.
     func dispatchCommitted() {
-        resumeSenders()
+        // Senders paused for the backlog read on only after this batch's acknowledgements are
+        // on their way.
+        defer { resumeSenders() }
         let batch = committed.withLock { pending in
             defer { pending.removeAll(keepingCapacity: true) }
             return pending

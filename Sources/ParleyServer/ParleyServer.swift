@@ -200,6 +200,14 @@ public final class ParleyServer: Service, Sendable {
         }
     }
 
+    /// Writes waiting for the database (for operators and tests).
+    public var commitBacklog: Int { commits.backlog }
+
+    /// Password checks run to the end, and dropped because their connection had gone.
+    public var passwordChecks: (completed: Int, dropped: Int) {
+        (passwords.completed.load(ordering: .relaxed), passwords.dropped.load(ordering: .relaxed))
+    }
+
     /// Number of open connections (logged in or not).
     public var connectionCount: Int { connections.withLock { $0.open.count } }
 }

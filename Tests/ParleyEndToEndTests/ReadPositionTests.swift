@@ -60,6 +60,25 @@ struct ReadPositionTests {
         await s.stop()
     }
 
+    @Test("read positions are stored as they move, not only when the session ends")
+    func storedAsTheyMove() async throws {
+        let s = try await TestServer.start { $0.readPositionInterval = 0.2 }
+        defer { s.removeData() }
+        let alice = try await s.user("alice")
+        let (bob, _) = try await s.login("bob")
+        var newest: Int64 = 0
+        for i in 0..<3 { newest = try await alice.send("m\(i)").messageId }
+        let last = newest
+        _ = try await bob.nextMessage { $0.messageId == last }
+        try await eventually("bob's read position on disk while he is online") {
+            try s.server.storage.readPosition(of: "bob") == last
+        }
+        #expect(bob.isActive)
+        await bob.close()
+        await alice.close()
+        await s.stop()
+    }
+
     @Test("acknowledgements move the read position, never past what was sent")
     func acknowledgements() async throws {
         let s = try await TestServer.start()

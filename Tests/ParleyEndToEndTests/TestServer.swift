@@ -36,8 +36,9 @@ final class TestServer: Sendable {
     }
 
     /// A connected client that has not logged in.
-    func connect(receiveBuffer: Int? = nil) async throws -> ParleyClient {
-        try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton, receiveBuffer: receiveBuffer)
+    func connect(receiveBuffer: Int? = nil, from source: String? = nil) async throws -> ParleyClient {
+        try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton, receiveBuffer: receiveBuffer,
+                                       from: source)
     }
 
     /// Registers `name` (unless `register` is false), logs in, and waits for the end of the replay.

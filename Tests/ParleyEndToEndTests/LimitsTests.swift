@@ -1,0 +1,206 @@
+import Foundation
+import Synchronization
+import ParleyClient
+import ParleyCore
+import ParleyStore
+import ParleyTestSupport
+import ParleyWire
+import Testing
+
+@Suite("End to end: every resource bounded, with a clear answer", .timeLimit(.minutes(2)))
+struct LimitsTests {
+    static func framed(_ text: String) -> [UInt8] {
+        let payload = Array(text.utf8)
+        return withUnsafeBytes(of: UInt32(payload.count).bigEndian, Array.init) + payload
+    }
+
+    @Test("connections are capped per address and in total with TOO_MANY_CONNECTIONS; a closed one frees its place")
+    func connectionCaps() async throws {
+        let s = try await TestServer.start {
+            $0.maxConnectionsPerAddress = 3
+            $0.maxConnections = 5
+        }
+        defer { s.removeData() }
+        var first: [ParleyClient] = []
+        for _ in 0..<3 { first.append(try await s.connect(from: "127.0.0.1")) }
+        await expectError(.tooManyConnections) { try await s.connect(from: "127.0.0.1") }
+        // Another address has places of its own, up to the total.
+        let other = try await s.connect(from: "127.0.0.2")
+        let third = try await s.connect(from: "127.0.0.3")
+        do {
+            _ = try await s.connect(from: "127.0.0.4")
+            Issue.record("a sixth connection was accepted")
+        } catch let error as ParleyError {
+            #expect(error.code == .tooManyConnections)
+            #expect(error.message.contains("too many connections (5)"))
+        }
+        // The refused connections do not count: closing one admitted connection lets a new one in.
+        await first.removeLast().close()
+        try await eventually("the closed connection's place to be free") { s.server.connectionCount == 4 }
+        let again = try await s.connect(from: "127.0.0.1")
+        #expect(try await again.request(.ping).type == "pong")
+        for c in first + [other, third, again] { await c.close() }
+        await s.stop()
+    }
+
+    @Test("password checks are bounded (SERVER_BUSY past the limit), and those of a connection that has gone are dropped")
+    func passwordChecks() async throws {
+        let s = try await TestServer.start {
+            $0.maxPasswordChecks = 2
+            $0.bcryptCost = 12
+        }
+        defer { s.removeData() }
+        let flooder = try await s.connect()
+        for i in 0..<6 {
+            flooder.sendRaw(Self.framed(#"{"type":"register","id":\#(i),"username":"flood\#(i)","password":"correct horse"}"#))
+        }
+        var busy = 0
+        var registered = 0
+        for _ in 0..<6 {
+            let answer = try await flooder.nextFrame(timeout: 30, "an answer to a register") { $0.id != nil }
+            if answer.code == ParleyError.Code.serverBusy.rawValue { busy += 1 }
+            if answer.result == "REGISTER_SUCCESS" { registered += 1 }
+        }
+        #expect(registered == 2, "two checks fit in the queue")
+        #expect(busy == 4, "the rest are refused at once, not queued")
+        await flooder.close()
+
+        // A connection that queues checks and goes: the checks not yet started are dropped.
+        let s2 = try await TestServer.start {
+            $0.bcryptCost = 12
+        }
+        defer { s2.removeData() }
+        let leaver = try await s2.connect()
+        for i in 0..<8 {
+            leaver.sendRaw(Self.framed(#"{"type":"register","id":\#(i),"username":"gone\#(i)","password":"correct horse"}"#))
+        }
+        // Wait until the server has read them all (the first finishes only after the rest are queued).
+        _ = try await leaver.nextFrame(timeout: 30, "the first registration") { $0.id != nil }
+        await leaver.close()
+        try await eventually("every queued check to be run or dropped", timeout: 30) {
+            let (completed, dropped) = s2.server.passwordChecks
+            return completed + dropped == 8
+        }
+        #expect(s2.server.passwordChecks.dropped >= 4, "\(s2.server.passwordChecks)")
+        // Nobody else waits behind the dropped work.
+        let (bob, _) = try await s2.login("bob")
+        await bob.close()
+        await s.stop()
+        await s2.stop()
+    }
+
+    @Test("a full commit queue pushes back: the sender is not read until the backlog has been stored")
+    func commitBacklog() async throws {
+        let directory = NSTemporaryDirectory() + "parley-backlog-" + UUID().uuidString
+        let store = try FailingStore(directory: directory)
+        let s = try await TestServer.start(directory: directory, storage: store) {
+            $0.maxCommitBacklog = 64
+            $0.maxInflight = 1_000_000
+        }
+        defer { s.removeData() }
+        let (alice, _) = try await s.login("alice")
+        store.holdWrites.store(true, ordering: .relaxed)
+        let count = 6000
+        var bytes: [UInt8] = []
+        for i in 1...count { bytes += Self.framed(#"{"type":"send","id":\#(i),"room":"general","text":"m\#(i)"}"#) }
+        bytes += Self.framed(#"{"type":"ping","id":"after"}"#)
+        alice.sendRaw(bytes)
+        // The first batch is held while the server reads on (until the bound stops it).
+        var held = store.writeHeld.makeAsyncIterator()
+        _ = await held.next()
+        store.holdWrites.store(false, ordering: .relaxed)
+        store.releaseWrites()
+        var acknowledged = 0
+        while true {
+            let frame = try await alice.nextFrame(timeout: 30, "acknowledgements, then the pong") { $0.id != nil }
+            if frame.id == .string("after") { break }
+            #expect(frame.type == "message")
+            acknowledged += 1
+        }
+        // Without the bound the server reads everything at once and the pong comes first.
+        #expect(acknowledged >= 2000, "the ping was read only once most of the backlog was stored (\(acknowledged) acknowledged first)")
+        try await eventually("every message stored") { try store.messageCount() == count }
+        await alice.close()
+        await s.stop()
+    }
+
+    @Test("shutdown under load: every stored message is acknowledged, every other send read gets SERVER_SHUTTING_DOWN")
+    func shutdownUnderLoad() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let client = try await s.connect()
+        try await client.register("alice", password: TestServer.password)
+        try await client.login("alice", password: TestServer.password, ack: false)
+        _ = try await client.replay()
+        let count = 5000
+        var bytes: [UInt8] = []
+        for i in 1...count { bytes += Self.framed(#"{"type":"send","id":\#(i),"room":"general","text":"m\#(i)"}"#) }
+        client.sendRaw(bytes)
+        _ = try await client.nextFrame("the first acknowledgement") { $0.id == .int(1) }
+        let stopping = Task { await s.stop() }
+        var acknowledged: [Int64: Int64] = [:]
+        var refused: Set<Int64> = []
+        var sawShutdown = false
+        acknowledged[1] = 1
+        do {
+            while true {
+                let frame = try await client.nextFrame(timeout: 30, "answers until the connection closes")
+                if frame.type == "shutdown" { sawShutdown = true; continue }
+                guard case .int(let id)? = frame.id else { continue }
+                #expect(acknowledged[id] == nil && !refused.contains(id), "request \(id) answered twice")
+                if frame.type == "message" {
+                    #expect(!sawShutdown, "an acknowledgement after the shutdown notice")
+                    acknowledged[id] = frame.messageId
+                } else {
+                    #expect(frame.code == "SERVER_SHUTTING_DOWN", "\(frame)")
+                    refused.insert(id)
+                }
+            }
+        } catch ParleyClient.ClientError.closed {}
+        await stopping.value
+        #expect(sawShutdown)
+        // What was answered is a prefix of what was sent: the rest was never read.
+        let answered = acknowledged.count + refused.count
+        #expect(Set(acknowledged.keys).union(refused) == Set((1...Int64(max(answered, 1))).prefix(answered)))
+        // Every stored message was acknowledged, and nothing refused was stored.
+        let store = try SQLiteStore(directory: s.directory)
+        let stored = try store.history(.general, before: nil, limit: count + 10)
+        #expect(stored.count == acknowledged.count, "stored \(stored.count), acknowledged \(acknowledged.count), refused \(refused.count)")
+        #expect(Set(stored.map(\.id)) == Set(acknowledged.values))
+        store.close()
+        await client.close()
+    }
+
+    @Test("a flood of pipelined history requests does not starve others' private messages")
+    func historyFlood() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let (writer, _) = try await s.login("writer")
+        let text = String(repeating: "h", count: 220)
+        var bytes: [UInt8] = []
+        for i in 1...1000 { bytes += Self.framed(#"{"type":"send","id":\#(i),"room":"general","text":"\#(text)"}"#) }
+        writer.sendRaw(bytes)
+        _ = try await writer.nextFrame(timeout: 30, "the last of 1,000 stored") { $0.id == .int(1000) }
+        // The flooder reads everything on a thread of its own and skips decoding it, so only
+        // the server's work is measured here, not the test client's.
+        let consume = Atomic<Bool>(false)
+        let flooder = try await ParleyClient.connect(host: "127.0.0.1", port: s.port) { _ in consume.load(ordering: .relaxed) }
+        try await flooder.register("flooder", password: TestServer.password)
+        try await flooder.login("flooder", password: TestServer.password)
+        _ = try await flooder.replay()
+        consume.store(true, ordering: .relaxed)
+        let (bob, _) = try await s.login("bob")
+        let (carol, _) = try await s.login("carol")
+        var flood: [UInt8] = []
+        for i in 1...2000 { flood += Self.framed(#"{"type":"history","id":\#(i),"room":"general","limit":200}"#) }
+        flooder.sendRaw(flood)
+        for i in 0..<30 {
+            let sent = try await bob.send("to carol \(i)", to: "carol")
+            _ = try await carol.nextMessage { $0.messageId == sent.messageId }
+        }
+        // The flooder is still served (or, not reading, cut off as a slow consumer), never the others.
+        #expect(bob.isActive && carol.isActive)
+        for c in [writer, flooder, bob, carol] { await c.close() }
+        await s.stop()
+    }
+}
