@@ -1,6 +1,7 @@
 import Foundation
 import NIOPosix
 import ParleyClient
+import ParleyCore
 import ParleyStore
 import Testing
 
@@ -12,20 +13,25 @@ struct ProcessTests {
             .deletingLastPathComponent().appendingPathComponent("parley")
     }
 
-    @Test("parley serve prints where it listens, serves, and on SIGTERM tells clients, stores everything and exits 0")
-    func serveAndTerminate() async throws {
-        let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+    /// Starts `parley serve` on a free port and returns it with the port its first line names.
+    /// - Parameter fileLimit: run it under `prlimit` with this many file descriptors.
+    static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:]) async throws -> (Process, Int) {
         let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = ["serve", "--port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", "warning"]
+        let arguments = ["serve", "--port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", "warning"]
+        if let fileLimit {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
+            process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", Self.executable.path] + arguments
+        } else {
+            process.executableURL = Self.executable
+            process.arguments = arguments
+        }
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         let output = Pipe()
         process.standardOutput = output
+        if let errors { process.standardError = errors }
         try process.run()
-        defer { if process.isRunning { process.terminate() } }
-
         // The first line says where it listens.
-        let line = try await Task.detached { () -> String in
+        let line = await Task.detached { () -> String in
             var text = ""
             while !text.contains("\n") {
                 let data = output.fileHandleForReading.availableData
@@ -35,7 +41,111 @@ struct ProcessTests {
             return text
         }.value
         let match = try #require(line.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/))
-        let port = try #require(Int(match.1))
+        return (process, try #require(Int(match.1)))
+    }
+
+    @Test("at the file-descriptor limit the server pauses accepting instead of spinning, says so once, and accepts again when descriptors free up",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")))
+    func fileDescriptorLimit() async throws {
+        let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let errors = Pipe()
+        let (process, port) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors,
+                                                   environment: ["PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "0"])
+        defer { if process.isRunning { process.terminate() } }
+        let pid = process.processIdentifier
+        // 150 connections: the kernel completes them all (the listen backlog), the server can
+        // take fewer than 96.
+        var sockets: [Int32] = []
+        for _ in 0..<150 { sockets.append(try Self.rawConnect(port: port)) }
+        defer { for fd in sockets { close(fd) } }
+        // Wait until the server has used up its descriptors and said so.
+        let log = Locked("")
+        try await eventually("the server to report the limit", timeout: 20) {
+            let more = String(decoding: errors.fileHandleForReading.availableData, as: UTF8.self)
+            return log.withLock { $0 += more; return $0.contains("cannot accept connections") }
+        }
+        // Over one second while connections wait to be accepted, it barely uses the CPU (a spin
+        // is a whole core: 100 ticks).
+        let before = try Self.cpuTicks(pid)
+        try await Task.sleep(for: .seconds(1))
+        let used = try Self.cpuTicks(pid) - before
+        #expect(used < 25, "\(used) ticks of CPU in one second at the descriptor limit")
+        // Descriptors freed: the connections waiting behind are accepted and served.
+        for fd in sockets.prefix(100) { close(fd) }
+        sockets.removeFirst(100)
+        let client = try await ParleyClient.connect(host: "127.0.0.1", port: port, timeout: 20, group: MultiThreadedEventLoopGroup.singleton)
+        #expect(try await client.request(.ping).type == "pong")
+        await client.close()
+        process.terminate()
+        _ = await Task.detached { process.waitUntilExit() }.value
+        let rest = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let all = log.withLock { $0 + rest }
+        #expect(all.components(separatedBy: "cannot accept connections").count - 1 == 1, "said once: \(all)")
+    }
+
+    /// A blocking TCP connection to 127.0.0.1:`port` (completed by the kernel, accepted or not).
+    static func rawConnect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard fd >= 0, result == 0 else { throw ParleyClient.ClientError.closed }
+        return fd
+    }
+
+    /// User plus system CPU ticks (1/100 s) of process `pid`.
+    static func cpuTicks(_ pid: Int32) throws -> Int {
+        let stat = try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let fields = stat[stat.lastIndex(of: ")")!...].split(separator: " ")
+        return Int(fields[12])! + Int(fields[13])!
+    }
+
+    @Test("after kill -9, a user is replayed at most the last second or so, not everything already received")
+    func crashKeepsReadPositions() async throws {
+        let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (process, port) = try await Self.serve(directory: directory)
+        defer { if process.isRunning { process.terminate() } }
+        let alice = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
+        try await alice.register("alice", password: TestServer.password)
+        try await alice.login("alice", password: TestServer.password)
+        let bob = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
+        try await bob.register("bob", password: TestServer.password)
+        try await bob.login("bob", password: TestServer.password)
+        var newest: Int64 = 0
+        for i in 0..<20 { newest = try await alice.send("m\(i)").messageId }
+        let last = newest
+        _ = try await bob.nextMessage { $0.messageId == last }
+        // bob has taken them all; his position reaches the disk while he is online.
+        try await eventually("bob's read position on disk", timeout: 20) {
+            let store = try SQLiteStore(directory: directory)
+            defer { store.close() }
+            return try store.readPosition(of: "bob") == last
+        }
+        kill(process.processIdentifier, SIGKILL)
+        _ = await Task.detached { process.waitUntilExit() }.value
+        let (again, port2) = try await Self.serve(directory: directory)
+        defer { if again.isRunning { again.terminate() } }
+        let back = try await ParleyClient.connect(host: "127.0.0.1", port: port2, group: MultiThreadedEventLoopGroup.singleton)
+        try await back.login("bob", password: TestServer.password)
+        #expect(try await back.replay().isEmpty, "nothing bob had received is replayed")
+        await back.close()
+        await alice.close()
+        await bob.close()
+        again.terminate()
+    }
+
+    @Test("parley serve prints where it listens, serves, and on SIGTERM tells clients, stores everything and exits 0")
+    func serveAndTerminate() async throws {
+        let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let (process, port) = try await Self.serve(directory: directory)
+        defer { if process.isRunning { process.terminate() } }
 
         let client = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
         try await client.register("Alice", password: TestServer.password)
