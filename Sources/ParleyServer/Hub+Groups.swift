@@ -91,24 +91,28 @@ extension Hub {
         }
     }
 
-    /// Every group, or (`mine`) the requester's, sorted by name.
-    func groupList(mine: Bool, for session: Session) -> [GroupInfo] {
+    /// Every group, or (`mine`) the requester's, sorted by name, after the name `after`.
+    func groupList(mine: Bool, after: String? = nil, for session: Session) -> [GroupInfo] {
         let me = session.identity.key
+        let start = after.map(Names.key)
         return state.withLock { s in
-            (mine ? s.directory.groups(of: me) : s.directory.all).map { g in
+            (mine ? s.directory.groups(of: me) : s.directory.all).filter { start == nil || $0.key > start! }.map { g in
                 GroupInfo(name: g.name, owner: s.accounts[g.owner] ?? g.owner, members: g.members.count,
                           inviteOnly: g.inviteOnly, joined: g.isMember(me))
             }
         }
     }
 
-    /// A group's members, longest-standing first, with who is online. Members only.
-    func groupMembers(_ name: String, for session: Session) throws(ParleyError) -> GroupMembers {
+    /// A group's members, longest-standing first, with who is online, after the member
+    /// `after` (all of them when it is not a member). Members only.
+    func groupMembers(_ name: String, after: String? = nil, for session: Session) throws(ParleyError) -> GroupMembers {
         try state.withLock { s throws(ParleyError) in
             let group = try s.member(of: name, session.identity)
+            var members = Array(group.members)
+            if let after, let index = members.firstIndex(of: Names.key(after)) { members.removeFirst(index + 1) }
             return GroupMembers(
                 group: group.name, owner: s.accounts[group.owner] ?? group.owner, inviteOnly: group.inviteOnly,
-                members: group.members.map { key in
+                members: members.map { key in
                     MemberInfo(username: s.accounts[key] ?? key, online: s.users[key] != nil, owner: key == group.owner)
                 })
         }

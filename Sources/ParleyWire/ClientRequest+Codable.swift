@@ -60,13 +60,13 @@ extension RequestEnvelope: Codable {
         case "unfollow": request = .unfollow(try c.decode([String].self, forKey: .users))
         case "ping": request = .ping
         case "pong": request = .pong
-        case "groups": request = .groups
-        case "my_groups": request = .myGroups
+        case "groups": request = .groups(after: try c.decodeIfPresent(String.self, forKey: .after))
+        case "my_groups": request = .myGroups(after: try c.decodeIfPresent(String.self, forKey: .after))
         case "group_create":
             request = .group(.create(group: try string(.group), inviteOnly: try c.decodeIfPresent(Bool.self, forKey: .inviteOnly) ?? false))
         case "group_join": request = .group(.join(group: try string(.group)))
         case "group_leave": request = .group(.leave(group: try string(.group)))
-        case "group_members": request = .groupMembers(group: try string(.group))
+        case "group_members": request = .groupMembers(group: try string(.group), after: try c.decodeIfPresent(String.self, forKey: .after))
         case "group_invite": request = .group(.invite(group: try string(.group), user: try string(.user)))
         case "group_remove": request = .group(.remove(group: try string(.group), user: try string(.user)))
         case "group_mode": request = .group(.setMode(group: try string(.group), inviteOnly: try c.decode(Bool.self, forKey: .inviteOnly)))
@@ -116,10 +116,13 @@ extension RequestEnvelope: Codable {
             }
             try c.encodeIfPresent(before, forKey: .before)
             try c.encodeIfPresent(limit, forKey: .limit)
-        case .ping, .pong, .groups, .myGroups, .logout:
+        case .ping, .pong, .logout:
             break
-        case .groupMembers(let group):
+        case .groups(let after), .myGroups(let after):
+            try c.encodeIfPresent(after, forKey: .after)
+        case .groupMembers(let group, let after):
             try c.encode(group, forKey: .group)
+            try c.encodeIfPresent(after, forKey: .after)
         case .group(let command):
             switch command {
             case .create(let group, let inviteOnly), .setMode(let group, let inviteOnly):

@@ -27,9 +27,12 @@ public enum ClientRequest: Sendable, Hashable {
     case ping
     /// The answer to a server's `ping`; gets no reply.
     case pong
-    case groups
-    case myGroups
-    case groupMembers(group: String)
+    /// Every group, sorted by name, after the name `after`.
+    case groups(after: String? = nil)
+    /// The requester's groups, sorted by name, after the name `after`.
+    case myGroups(after: String? = nil)
+    /// A group's members, longest-standing first, after the member `after`.
+    case groupMembers(group: String, after: String? = nil)
     /// A change to a group (`group_create`, `group_join`, … on the wire).
     case group(GroupCommand)
     case logout

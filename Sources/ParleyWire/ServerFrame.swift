@@ -151,6 +151,41 @@ extension ServerFrame {
         return Array(buffer.readableBytesView)
     }
 
+    /// The frame, with its list shortened (and `more` set) until its payload fits `maxBytes`, so
+    /// no reply exceeds the `maxFrame` the hello announced. A history page keeps its newest
+    /// messages (page back with `before`); lists of users, groups and members keep their first
+    /// entries (continue with `after`).
+    public func frame(within maxBytes: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let whole = frame(allocator: allocator)
+        let count = messages?.count ?? users?.count ?? groups?.count ?? members?.count ?? 0
+        guard whole.readableBytes - 4 > maxBytes, count > 0 else { return whole }
+        // The largest number of entries that fits, by binary search (a few encodings at most).
+        var (low, high) = (0, count - 1)
+        var best = shortened(to: 0).frame(allocator: allocator)
+        while low <= high {
+            let mid = (low + high + 1) / 2
+            let candidate = shortened(to: mid).frame(allocator: allocator)
+            if candidate.readableBytes - 4 <= maxBytes {
+                best = candidate
+                low = mid + 1
+            } else {
+                high = mid - 1
+            }
+            if low > high || mid == 0 { break }
+        }
+        return best
+    }
+
+    private func shortened(to n: Int) -> ServerFrame {
+        var frame = self
+        frame.more = true
+        if let messages { frame.messages = Array(messages.suffix(n)) }
+        if let users { frame.users = Array(users.prefix(n)) }
+        if let groups { frame.groups = Array(groups.prefix(n)) }
+        if let members { frame.members = Array(members.prefix(n)) }
+        return frame
+    }
+
     /// The frame (length prefix and JSON) ready to write to any number of connections.
     public func frame(allocator: ByteBufferAllocator) -> ByteBuffer {
         var buffer = allocator.buffer(capacity: 128)

@@ -103,10 +103,10 @@ struct ChatStoryTests {
         #expect(try await carol.nextMessage().messageId == marker.messageId)
 
         // Lists.
-        let all = try await carol.request(.groups).groups
+        let all = try await carol.request(.groups()).groups
         #expect(all == [GroupInfo(name: "Devs", owner: "Alice", members: 2, inviteOnly: false, joined: false)])
-        #expect(try await carol.request(.myGroups).groups == [])
-        #expect(try await bob.request(.myGroups).groups?.map(\.name) == ["Devs"])
+        #expect(try await carol.request(.myGroups()).groups == [])
+        #expect(try await bob.request(.myGroups()).groups?.map(\.name) == ["Devs"])
         let members = try await alice.request(.groupMembers(group: "devs"))
         #expect(members.members == [
             MemberInfo(username: "Alice", online: true, owner: true), MemberInfo(username: "Bob", online: true, owner: false),
@@ -140,16 +140,16 @@ struct ChatStoryTests {
         try await carol.request(.group(.leave(group: "devs")))
         #expect(try await alice.groupEvent("left", in: "Devs").username == "Carol")
         #expect(try await alice.groupEvent("owner", in: "Devs").username == "Alice")
-        #expect(try await carol.request(.groups).groups?.first?.owner == "Alice")
+        #expect(try await carol.request(.groups()).groups?.first?.owner == "Alice")
 
         // The last member leaving deletes the group; an owner can delete one outright.
         try await alice.request(.group(.leave(group: "devs")))
-        #expect(try await alice.request(.groups).groups == [])
+        #expect(try await alice.request(.groups()).groups == [])
         try await bob.request(.group(.create(group: "tmp", inviteOnly: false)))
         try await alice.request(.group(.join(group: "tmp")))
         try await bob.request(.group(.delete(group: "tmp")))
         #expect(try await alice.groupEvent("deleted", in: "tmp").group == "tmp")
-        #expect(try await alice.request(.myGroups).groups == [])
+        #expect(try await alice.request(.myGroups()).groups == [])
 
         for client in [alice, bob, carol] { await client.close() }
         await s.stop()

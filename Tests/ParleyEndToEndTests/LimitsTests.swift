@@ -171,6 +171,52 @@ struct LimitsTests {
         await client.close()
     }
 
+    @Test("every reply fits in the maxFrame the hello announced: long lists shrink, say 'more', and the rest follows page by page")
+    func repliesFitTheFrame() async throws {
+        let s = try await TestServer.start {
+            $0.limits.maxFrameSize = 4096
+            $0.limits.maxTextBytes = 2000
+        }
+        defer { s.removeData() }
+        let largest = Locked(0)
+        let alice = try await ParleyClient.connect(host: "127.0.0.1", port: s.port) { payload in
+            largest.withLock { $0 = max($0, payload.readableBytes) }
+            return false
+        }
+        try await alice.register("alice", password: TestServer.password)
+        try await alice.login("alice", password: TestServer.password)
+        _ = try await alice.replay()
+        var ids: [Int64] = []
+        for i in 0..<30 { ids.append(try await alice.send("\(i) " + String(repeating: "x", count: 1500)).messageId) }
+        // History: 30 messages of 1.5 KB do not fit in 4 KB; pages keep the newest and say more.
+        var seen: [Int64] = []
+        var before: Int64? = nil
+        while true {
+            let page = try await alice.request(.history(.room("general"), before: before, limit: 200))
+            let messages = try #require(page.messages)
+            #expect(!messages.isEmpty)
+            seen = messages.map(\.messageId) + seen
+            guard page.more == true else { break }
+            before = messages.first!.messageId
+        }
+        #expect(seen == ids, "every message, once, in order, across the pages")
+        // Groups: 120 long names do not fit either; `after` continues the list.
+        for i in 0..<120 { try await alice.request(.group(.create(group: String(format: "group-%03d-", i) + String(repeating: "g", count: 22), inviteOnly: false))) }
+        var names: [String] = []
+        var after: String? = nil
+        while true {
+            let page = try await alice.request(.groups(after: after))
+            let groups = try #require(page.groups)
+            names += groups.map(\.name)
+            guard page.more == true else { break }
+            after = groups.last!.name
+        }
+        #expect(names.count == 120 && names == names.sorted())
+        #expect(largest.withLock { $0 } <= 4096, "the largest frame was \(largest.withLock { $0 }) bytes")
+        await alice.close()
+        await s.stop()
+    }
+
     @Test("a flood of pipelined history requests does not starve others' private messages")
     func historyFlood() async throws {
         let s = try await TestServer.start()
@@ -192,11 +238,11 @@ struct LimitsTests {
         let (bob, _) = try await s.login("bob")
         let (carol, _) = try await s.login("carol")
         var flood: [UInt8] = []
-        for i in 1...2000 { flood += Self.framed(#"{"type":"history","id":\#(i),"room":"general","limit":200}"#) }
+        for i in 1...500 { flood += Self.framed(#"{"type":"history","id":\#(i),"room":"general","limit":200}"#) }
         flooder.sendRaw(flood)
         for i in 0..<30 {
-            let sent = try await bob.send("to carol \(i)", to: "carol")
-            _ = try await carol.nextMessage { $0.messageId == sent.messageId }
+            let sent = try await bob.send("to carol \(i)", to: "carol", timeout: 30)
+            _ = try await carol.nextMessage(timeout: 30) { $0.messageId == sent.messageId }
         }
         // The flooder is still served (or, not reading, cut off as a slow consumer), never the others.
         #expect(bob.isActive && carol.isActive)

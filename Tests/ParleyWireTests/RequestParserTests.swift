@@ -21,7 +21,7 @@ struct RequestParserTests {
         .login(username: "b", credential: .token("t")), .guest(name: "g"),
         .send(.room("general"), text: "hi \"there\" ☃"), .send(.with("bob"), text: "psst"),
         .history(.room("devs"), before: 10, limit: 5), .history(.with("bob"), before: nil, limit: nil),
-        .who(), .ping, .pong, .groups, .myGroups, .group(.create(group: "g", inviteOnly: true)), .group(.join(group: "g")),
+        .who(), .ping, .pong, .groups(), .myGroups(), .group(.create(group: "g", inviteOnly: true)), .group(.join(group: "g")),
         .group(.leave(group: "g")), .groupMembers(group: "g"), .group(.invite(group: "g", user: "u")), .group(.remove(group: "g", user: "u")),
         .group(.setMode(group: "g", inviteOnly: false)), .group(.transfer(group: "g", user: "u")), .group(.delete(group: "g")), .logout,
     ])

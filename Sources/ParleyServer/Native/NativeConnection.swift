@@ -23,6 +23,9 @@ final class NativeConnection: ChannelInboundHandler {
     private var sink: NativeSink!
     private var loginTimer: Scheduled<Void>?
     private var channel: (any Channel)!
+    /// The last history read of this connection: reads run one after another, so one
+    /// connection occupies at most one reader thread however many it pipelines.
+    private var lastRead: EventLoopFuture<Void>?
 
     init(hub: Hub, logger: Logger) {
         self.hub = hub
@@ -219,7 +222,12 @@ final class NativeConnection: ChannelInboundHandler {
             case .send(let target, let text):
                 try hub.send(target, text: text, id: id, from: session)
             case .history(let target, let before, let limit):
-                answer(hub.history(target, before: before, limit: limit, for: session), id: id) { .history($0, id: id) }
+                let hub = self.hub
+                let read = (lastRead ?? channel.eventLoop.makeSucceededVoidFuture()).flatMap {
+                    hub.history(target, before: before, limit: limit, for: session)
+                }
+                lastRead = read.map { _ in }.recover { _ in }
+                answer(read, id: id) { .history($0, id: id) }
             case .who(let after, let limit):
                 reply(.online(try hub.who(after: after, limit: limit), id: id))
             case .follow(let users):
@@ -231,12 +239,12 @@ final class NativeConnection: ChannelInboundHandler {
             case .unfollow(let users):
                 hub.unfollow(users, for: session)
                 reply(.ok(id: id))
-            case .groups:
-                reply(.groups(hub.groupList(mine: false, for: session), id: id))
-            case .myGroups:
-                reply(.groups(hub.groupList(mine: true, for: session), id: id))
-            case .groupMembers(let group):
-                reply(.members(try hub.groupMembers(group, for: session), id: id))
+            case .groups(let after):
+                reply(.groups(hub.groupList(mine: false, after: after, for: session), id: id))
+            case .myGroups(let after):
+                reply(.groups(hub.groupList(mine: true, after: after, for: session), id: id))
+            case .groupMembers(let group, let after):
+                reply(.members(try hub.groupMembers(group, after: after, for: session), id: id))
             default:
                 guard let command = request.groupCommand else {
                     reply(.error(ParleyError(.badRequest, "'\(request.type)' cannot be used here"), id: id))
@@ -269,8 +277,9 @@ final class NativeConnection: ChannelInboundHandler {
 
     /// Writes one frame to this connection, within the outbox bound.
     private func reply(_ frame: ServerFrame) {
+        let maxFrame = hub.configuration.limits.maxFrameSize
         if let session {
-            session.sendEncoded(frame.frame(allocator: channel.allocator))
+            session.sendEncoded(frame.frame(within: maxFrame, allocator: channel.allocator))
             return
         }
         guard let channel, machine.state != .closing, machine.state != .closed else { return }
@@ -279,7 +288,7 @@ final class NativeConnection: ChannelInboundHandler {
             Self.closeWithError(channel, ParleyError(.slowConsumer, "you were not reading your replies"))
             return
         }
-        channel.writeAndFlush(frame.frame(allocator: channel.allocator), promise: nil)
+        channel.writeAndFlush(frame.frame(within: maxFrame, allocator: channel.allocator), promise: nil)
     }
 
     /// Writes an error frame and closes the connection once it is written (or after 2 s).
