@@ -6,6 +6,9 @@ import ParleyWire
 public enum ClientEvent: Sendable, Hashable {
     /// A chat message; `replay` is set on messages sent again at login.
     case message(WireMessage)
+    /// At login, older missed messages of a conversation (a room, or `with` a user) were left
+    /// out: only those from `before` on are replayed; the rest is in its history.
+    case replayMore(room: String?, with: String?, before: Int64)
     /// The login replay is over.
     case replayEnd(count: Int)
     /// Users who came online or went offline; `snapshot` when the list is the whole state.
@@ -28,6 +31,7 @@ public enum ClientEvent: Sendable, Hashable {
         case "message":
             if let message = frame.chatMessage { self = .message(message) } else { self = .other(frame) }
         case "replay_end": self = .replayEnd(count: frame.count ?? 0)
+        case "replay_more": self = .replayMore(room: frame.room, with: frame.with, before: frame.before ?? 0)
         case "presence": self = .presence(frame.changes ?? [], snapshot: frame.snapshot ?? false)
         case "online_count": self = .onlineCount(frame.count ?? 0, everyone: frame.everyone ?? false)
         case "group":

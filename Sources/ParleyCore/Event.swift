@@ -6,6 +6,10 @@ public enum Event: Sendable, Hashable {
     case message(StoredMessage)
     /// A stored message sent again at login, because the user had not received it.
     case replayed(StoredMessage)
+    /// At login, a conversation had more missed messages than the replay cap: only the newest
+    /// are replayed, starting with `before`; older ones are in its history. `conversation` is the
+    /// room's name, or (`isPrivate`) the other user's.
+    case replayMore(conversation: String, isPrivate: Bool, before: Int64)
     /// The login replay is over: `count` messages were replayed.
     case replayEnd(count: Int)
     /// Users who came online or went offline. With `snapshot`, the list is the complete state of

@@ -173,33 +173,84 @@ extension Hub {
         return attached
     }
 
-    /// Reads what the session missed and writes it, marked as replay, before any live message;
-    /// then who is online.
+    /// Messages read and written per page of a login replay.
+    static let replayPageSize = 200
+
+    /// Writes what the session missed, marked as replay, before any live message, then who is
+    /// online. The replay is read and written a page at a time through the thread pool, each page
+    /// only once the one before has been handed to the operating system, so a huge backlog costs
+    /// one page of memory and a slow reader slows only its own replay. Live messages arriving
+    /// meanwhile are held (within the outbox bound) and follow, with no gap and no duplicate.
+    /// Work for a connection that has gone is dropped.
     func replay(_ attached: Attached) {
         let session = attached.session
         let storage = self.storage
         let cap = limits.replayLimit
         let guest = session.identity.guest
         let key = session.identity.storageKey
-        offload(on: session.loop) { () -> [StoredMessage] in
-            guard attached.through > attached.readPosition, cap > 0 else { return [] }
-            return try storage.missed(user: key, rooms: attached.rooms, readPosition: attached.readPosition, through: attached.through,
-                                      perRoom: cap, directs: !guest)
+        offload(on: session.loop) {
+            try storage.replayPlan(user: key, rooms: attached.rooms, directs: !guest, after: attached.readPosition,
+                                   through: attached.through, perRoom: cap)
         }.whenComplete { result in
-            let messages = (try? result.get()) ?? []
-            if case .failure(let error) = result {
-                session.logger.error("replay failed", metadata: ["error": "\(error)"])
+            switch result {
+            case .success(let plan):
+                let allocator = ByteBufferAllocator()
+                let notices = plan.truncated.map {
+                    session.encoder.encode(.replayMore(conversation: $0.conversation, isPrivate: $0.isPrivate, before: $0.before), allocator: allocator)
+                }
+                if notices.isEmpty {
+                    self.replayPages(attached, plan: plan, count: 0)
+                } else {
+                    session.writeReplayPage(notices, newest: 0).whenSuccess {
+                        self.replayPages(attached, plan: plan, count: 0)
+                    }
+                }
+            case .failure(let error):
+                self.replayFailed(session, error)
             }
-            let allocator = ByteBufferAllocator()
-            var frames = messages.map { session.encoder.encode(.replayed($0), allocator: allocator) }
-            frames.append(session.encoder.encode(.replayEnd(count: messages.count), allocator: allocator))
-            frames.append(session.encoder.encode(.presence(attached.presence, snapshot: true), allocator: allocator))
-            if let count = attached.onlineCount {
-                frames.append(session.encoder.encode(.onlineCount(count, everyone: false), allocator: allocator))
-            }
-            session.writeReplay(frames, through: attached.through)
-            session.finishReplay(through: attached.through)
         }
+    }
+
+    /// Reads and writes the next page of a replay; at the end, closes it. On the session's loop.
+    private func replayPages(_ attached: Attached, plan: ReplayPlan, count: Int) {
+        let session = attached.session
+        guard !session.isClosing else { return }
+        let storage = self.storage
+        offload(on: session.loop) { () -> ([StoredMessage], ReplayPlan) in
+            var next = plan
+            let page = try storage.replayPage(&next, limit: Self.replayPageSize)
+            return (page, next)
+        }.whenComplete { result in
+            let allocator = ByteBufferAllocator()
+            switch result {
+            case .success((let page, let next)) where !page.isEmpty:
+                let frames = page.map { session.encoder.encode(.replayed($0), allocator: allocator) }
+                session.writeReplayPage(frames, newest: page.last!.id).whenSuccess {
+                    self.replayPages(attached, plan: next, count: count + page.count)
+                }
+            case .success:
+                var frames = [session.encoder.encode(.replayEnd(count: count), allocator: allocator),
+                              session.encoder.encode(.presence(attached.presence, snapshot: true), allocator: allocator)]
+                if let online = attached.onlineCount {
+                    frames.append(session.encoder.encode(.onlineCount(online, everyone: false), allocator: allocator))
+                }
+                _ = session.writeReplayPage(frames, newest: 0)
+                session.finishReplay(through: attached.through)
+            case .failure(let error):
+                self.replayFailed(session, error)
+            }
+        }
+    }
+
+    /// A replay that cannot be read: the client is told and disconnected, with its read position
+    /// where it was, so the next login replays the same again; nothing is skipped.
+    private func replayFailed(_ session: Session, _ error: any Error) {
+        guard !session.isClosing else { return }
+        session.logger.error("replay failed", metadata: ["error": "\(error)"])
+        let reason = (error as? ParleyError)?.code == .shuttingDown
+            ? ParleyError(.shuttingDown, "the server is shutting down")
+            : ParleyError(.storageFailed, "your missed messages could not be read; log in again")
+        session.sink.close(with: reason)
     }
 
     /// Stores `key`'s read position through the commit queue.
@@ -216,6 +267,7 @@ extension Hub {
     /// Removes a session whose connection closed; the user goes offline with their last one.
     /// On the session's loop.
     func detach(_ session: Session) {
+        session.ended()
         let position = session.readPosition
         let key = session.identity.key
         let schedule = state.withLock { s -> Bool in

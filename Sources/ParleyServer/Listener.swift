@@ -86,8 +86,10 @@ struct NativeListener: Listener {
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
     }
 
+    /// The notice follows every acknowledgement already written; a client that does not read
+    /// them within 10 s is closed anyway.
     func farewell(_ channel: any Channel, message: String) {
-        let timer = channel.eventLoop.scheduleTask(in: .seconds(3)) { channel.close(promise: nil) }
+        let timer = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
         let bytes = NativeEncoder().encode(.shutdown(message: message), allocator: channel.allocator)
         channel.writeAndFlush(bytes).whenComplete { _ in
             timer.cancel()

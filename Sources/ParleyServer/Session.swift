@@ -232,14 +232,32 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    /// Writes the login replay (what was missed up to `through`), ahead of everything held back
+    /// Writes one page of the login replay (or its closing frames), ahead of everything held back
     /// meanwhile. On the loop only.
-    func writeReplay(_ frames: [ByteBuffer], through: Int64) {
-        guard !state.value.closing else { return }
-        for (index, frame) in frames.enumerated() {
-            let last = index == frames.count - 1
-            sink.write(frame, flush: last, written: last ? confirmation(upTo: through) : nil)
+    /// - Parameter newest: the newest message in the page (0 for none).
+    /// - Returns: a future that succeeds once the page has been handed to the operating system
+    ///   (so the next page is read only then: a huge backlog costs one page of memory), and fails
+    ///   when the connection has gone.
+    func writeReplayPage(_ frames: [ByteBuffer], newest: Int64) -> EventLoopFuture<Void> {
+        guard !state.value.closing, !frames.isEmpty else {
+            return loop.makeFailedFuture(ChannelError.ioOnClosedChannel)
         }
+        var chunk = ByteBufferAllocator().buffer(capacity: frames.reduce(0) { $0 + $1.readableBytes })
+        for frame in frames { chunk.writeImmutableBuffer(frame) }
+        let written = loop.makePromise(of: Void.self)
+        if newest > 0, !acknowledges {
+            written.futureResult.whenSuccess { self.confirm(upTo: newest) }
+        }
+        sink.write(chunk, flush: true, written: written)
+        return written.futureResult
+    }
+
+    /// Whether the session has ended (its connection closed or is closing). On the loop only.
+    var isClosing: Bool { state.value.closing }
+
+    /// The connection has gone: nothing more is written, and work for it is dropped. On the loop only.
+    func ended() {
+        state.withValue { s in s.closing = true }
     }
 
     /// Ends the login replay: the replayed frames have been written; live messages held meanwhile

@@ -147,37 +147,57 @@ public final class SQLiteStore: Storage {
         }
     }
 
-    public func missed(user: String, rooms: [Room], readPosition after: Int64, through: Int64, perRoom: Int, directs: Bool = true) throws -> [StoredMessage] {
-        guard through > after, perRoom > 0 else { return [] }
+    public func replayPlan(user: String, rooms: [Room], directs: Bool, after: Int64, through: Int64, perRoom: Int) throws -> ReplayPlan {
+        var plan = ReplayPlan(through: through, starts: [:], done: after, truncated: [])
+        guard through > after, perRoom > 0 else { return plan }
         return try pool.read { db in
-            var result: [StoredMessage] = []
-            for room in rooms {
-                let rows = try Row.fetchAll(
-                    db,
-                    sql: "SELECT \(Self.messageColumns) FROM message WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT ?",
-                    arguments: [room.storageKey, after, through, perRoom])
-                result += rows.compactMap(Self.message)
+            var all = rooms
+            if directs {
+                let keys = try String.fetchAll(db, sql: """
+                    SELECT DISTINCT room FROM message WHERE peer_key = ? AND id > ? AND id <= ?
+                    UNION SELECT DISTINCT room FROM message WHERE sender_key = ? AND peer_key IS NOT NULL AND id > ? AND id <= ?
+                    """, arguments: [user, after, through, user, after, through])
+                all += keys.compactMap(Room.init(storageKey:))
             }
-            guard directs else { return result.sorted { $0.id < $1.id } }
-            var perDirect: [Room: Int] = [:]
-            let rows = try Row.fetchCursor(
-                db,
-                sql: """
-                    SELECT \(Self.messageColumns) FROM message WHERE peer_key = ? AND id > ? AND id <= ?
-                    UNION SELECT \(Self.messageColumns) FROM message WHERE sender_key = ? AND peer_key IS NOT NULL AND id > ? AND id <= ?
-                    ORDER BY id DESC
-                    """,
-                arguments: [user, after, through, user, after, through])
-            while let row = try rows.next() {
-                guard let message = Self.message(row) else { continue }
-                let count = perDirect[message.room, default: 0]
-                if count < perRoom {
-                    perDirect[message.room] = count + 1
-                    result.append(message)
-                }
+            for room in all {
+                // The newest message left out, if the room has more than `perRoom` missed.
+                let cut = try Int64.fetchOne(db, sql: """
+                    SELECT id FROM message WHERE room = ? AND id > ? AND id <= ? ORDER BY id DESC LIMIT 1 OFFSET ?
+                    """, arguments: [room.storageKey, after, through, perRoom])
+                plan.starts[room] = cut ?? after
+                guard let cut, let first = try Row.fetchOne(db, sql: """
+                    SELECT id, sender, sender_key, room_name FROM message WHERE room = ? AND id > ? ORDER BY id LIMIT 1
+                    """, arguments: [room.storageKey, cut]) else { continue }
+                let isPrivate: Bool
+                if case .direct = room { isPrivate = true } else { isPrivate = false }
+                let senderKey: String = first["sender_key"]
+                let name: String = isPrivate && senderKey != user ? first["sender"] : first["room_name"]
+                plan.truncated.append(.init(conversation: name, isPrivate: isPrivate, before: first["id"]))
             }
-            return result.sorted { $0.id < $1.id }
+            return plan
         }
+    }
+
+    public func replayPage(_ plan: inout ReplayPlan, limit: Int) throws -> [StoredMessage] {
+        guard plan.done < plan.through, limit > 0 else { return [] }
+        let current = plan
+        let (page, done) = try pool.read { db -> ([StoredMessage], Int64) in
+            // The next `limit` ids of every conversation, then the smallest `limit` of them all:
+            // every id up to the last one taken was a candidate, so the replay can go on from there.
+            var ids: [Int64] = []
+            for (room, start) in current.starts {
+                ids += try Int64.fetchAll(db, sql: "SELECT id FROM message WHERE room = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?",
+                                          arguments: [room.storageKey, max(start, current.done), current.through, limit])
+            }
+            ids.sort()
+            let taken = ids.prefix(limit)
+            guard let last = taken.last else { return ([], current.through) }
+            let list = taken.map(String.init).joined(separator: ",")
+            let rows = try Row.fetchAll(db, sql: "SELECT \(Self.messageColumns) FROM message WHERE id IN (\(list)) ORDER BY id")
+            return (rows.compactMap(Self.message), taken.count < limit ? current.through : last)
+        }
+        plan.done = done
+        return page
     }
 
     /// The number of stored messages (for tests and operators).

@@ -29,10 +29,13 @@ public protocol GroupStore: Sendable {
 public protocol MessageStore: Sendable {
     /// Up to `limit` messages of `room` with ids below `before` (or the newest), oldest first.
     func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage]
-    /// What `user` (a storage key) missed: messages with ids in (`readPosition`, `through`] in the
-    /// given rooms and, with `directs`, in the user's private conversations; at most `perRoom`
-    /// (the newest) per conversation, oldest first.
-    func missed(user: String, rooms: [Room], readPosition: Int64, through: Int64, perRoom: Int, directs: Bool) throws -> [StoredMessage]
+    /// Where `user`'s (a storage key) login replay starts in each conversation with messages in
+    /// (`after`, `through`]: the given rooms and, with `directs`, the user's private
+    /// conversations; in each, at most the newest `perRoom` are replayed, and a conversation that
+    /// has more says so (``ReplayPlan/truncated``).
+    func replayPlan(user: String, rooms: [Room], directs: Bool, after: Int64, through: Int64, perRoom: Int) throws -> ReplayPlan
+    /// The next (at most `limit`) messages of a replay, oldest first; advances `plan`. Empty when it is done.
+    func replayPage(_ plan: inout ReplayPlan, limit: Int) throws -> [StoredMessage]
     /// The account keys `user` has had a private conversation with (guests' keys left out).
     func conversationPartners(of user: String) throws -> [String]
     /// The id of the newest stored message, 0 when there is none.
@@ -65,4 +68,38 @@ public enum WriteItem: Sendable, Hashable {
     case message(StoredMessage, senderKey: String, peerKey: String?)
     case groups([GroupMutation])
     case readPosition(user: String, messageID: Int64)
+}
+
+/// A login replay in progress: where it starts in each conversation and how far it has got.
+/// Thread safety: a value type; `Sendable`.
+public struct ReplayPlan: Sendable, Hashable {
+    /// A conversation whose older missed messages are left out of the replay.
+    public struct Truncated: Sendable, Hashable {
+        /// The room's name, or the other user's in a private conversation.
+        public var conversation: String
+        public var isPrivate: Bool
+        /// The oldest message replayed in it.
+        public var before: Int64
+
+        public init(conversation: String, isPrivate: Bool, before: Int64) {
+            self.conversation = conversation
+            self.isPrivate = isPrivate
+            self.before = before
+        }
+    }
+
+    /// The newest message the replay covers.
+    public var through: Int64
+    /// Per conversation, the id after which its replay starts.
+    public var starts: [Room: Int64]
+    /// Everything up to this id has been replayed.
+    public var done: Int64
+    public var truncated: [Truncated]
+
+    public init(through: Int64, starts: [Room: Int64], done: Int64, truncated: [Truncated]) {
+        self.through = through
+        self.starts = starts
+        self.done = done
+        self.truncated = truncated
+    }
 }

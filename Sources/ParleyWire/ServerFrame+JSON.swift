@@ -29,6 +29,7 @@ extension ServerFrame {
         w.field("with", with)
         if let messages { w.array("messages", messages) { w, m in m.write(&w) } }
         w.field("more", more)
+        w.field("before", before)
         w.field("count", count)
         if let users { w.array("users", users) { w, name in w.value(name) } }
         if let changes {

@@ -43,6 +43,8 @@ public struct ServerFrame: Codable, Sendable, Hashable {
     public var with: String?
     public var messages: [WireMessage]?
     public var more: Bool?
+    /// `replay_more`: the id of the oldest message replayed in that conversation.
+    public var before: Int64?
     public var count: Int?
     public var users: [String]?
     // presence
@@ -210,6 +212,10 @@ extension ServerFrame {
             self = .message(message)
         case .replayed(let message):
             self = .message(message, replay: true)
+        case .replayMore(let conversation, let isPrivate, let before):
+            self.init(type: "replay_more")
+            if isPrivate { self.with = conversation } else { self.room = conversation }
+            self.before = before
         case .replayEnd(let count):
             self.init(type: "replay_end")
             self.count = count

@@ -108,7 +108,7 @@ struct StoreTests {
         }
     }
 
-    @Test("missed messages: only after the read position, capped per room, private ones included")
+    @Test("replay: only after the read position, capped per conversation (which says so), private ones included, in pages")
     func missed() throws {
         try withTemporaryDirectory { dir in
             let store = try SQLiteStore(directory: dir)
@@ -117,10 +117,17 @@ struct StoreTests {
             _ = try append(store, dm)
             let other = NewMessage(sender: "a", senderKey: "a", room: .direct(between: "a", and: "c"), roomName: "c", peerKey: "c", text: "not for b")
             _ = try append(store, other)
-            let missed = try store.missed(user: "b", rooms: [.general], readPosition: 3, through: 12, perRoom: 4)
-            #expect(missed.map(\.text) == ["g6", "g7", "g8", "g9", "psst"])
-            let none = try store.missed(user: "b", rooms: [.general], readPosition: 12, through: 12, perRoom: 4)
-            #expect(none.isEmpty)
+            var plan = try store.replayPlan(user: "b", rooms: [.general], directs: true, after: 3, through: 12, perRoom: 4)
+            #expect(plan.truncated == [.init(conversation: "general", isPrivate: false, before: 7)])
+            var pages: [[String]] = []
+            while true {
+                let page = try store.replayPage(&plan, limit: 2)
+                if page.isEmpty { break }
+                pages.append(page.map(\.text))
+            }
+            #expect(pages == [["g6", "g7"], ["g8", "g9"], ["psst"]])
+            var none = try store.replayPlan(user: "b", rooms: [.general], directs: true, after: 12, through: 12, perRoom: 4)
+            #expect(try store.replayPage(&none, limit: 10).isEmpty)
             store.close()
         }
     }

@@ -37,9 +37,10 @@ public final class FailingStore: Storage {
     public func deleteToken(hash: String) throws { try inner.deleteToken(hash: hash) }
     public func loadGroups() throws -> (groups: [Group], nextID: Int64) { try inner.loadGroups() }
     public func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage] { try inner.history(room, before: before, limit: limit) }
-    public func missed(user: String, rooms: [Room], readPosition: Int64, through: Int64, perRoom: Int, directs: Bool) throws -> [StoredMessage] {
-        try inner.missed(user: user, rooms: rooms, readPosition: readPosition, through: through, perRoom: perRoom, directs: directs)
+    public func replayPlan(user: String, rooms: [Room], directs: Bool, after: Int64, through: Int64, perRoom: Int) throws -> ReplayPlan {
+        try inner.replayPlan(user: user, rooms: rooms, directs: directs, after: after, through: through, perRoom: perRoom)
     }
+    public func replayPage(_ plan: inout ReplayPlan, limit: Int) throws -> [StoredMessage] { try inner.replayPage(&plan, limit: limit) }
     public func conversationPartners(of user: String) throws -> [String] { try inner.conversationPartners(of: user) }
     public func lastMessageID() throws -> Int64 { try inner.lastMessageID() }
     public func messageCount() throws -> Int { try inner.messageCount() }
