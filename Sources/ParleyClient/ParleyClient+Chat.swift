@@ -15,14 +15,18 @@ extension ParleyClient {
     public func login(_ username: String, password: String, since: Int64? = nil, remember: Bool = false, ack: Bool = true,
                       timeout: Double = 10) async throws -> ServerFrame {
         enableAcknowledgements(ack)
-        return try await request(.login(username: username, credential: .password(password), since: since, remember: remember, ack: ack), timeout: timeout)
+        let reply = try await request(.login(username: username, credential: .password(password), since: since, remember: remember, ack: ack), timeout: timeout)
+        lastLogin.withLock { $0 = Login(username: username, credential: .password(password), ack: ack) }
+        return reply
     }
 
     /// Logs in with a login token from an earlier `remember` (no password, no bcrypt).
     @discardableResult
     public func login(_ username: String, token: String, since: Int64? = nil, ack: Bool = true, timeout: Double = 10) async throws -> ServerFrame {
         enableAcknowledgements(ack)
-        return try await request(.login(username: username, credential: .token(token), since: since, ack: ack), timeout: timeout)
+        let reply = try await request(.login(username: username, credential: .token(token), since: since, ack: ack), timeout: timeout)
+        lastLogin.withLock { $0 = Login(username: username, credential: .token(token), ack: ack) }
+        return reply
     }
 
     /// Joins as a guest; the reply's `username` is the name the server gave.

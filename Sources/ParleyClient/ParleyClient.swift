@@ -89,7 +89,8 @@ public final class ParleyClient: Sendable {
             let hello = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: "hello") { $0.type == "hello" || $0.type == "error" }
             // A server over its connection limits answers with an error instead of a hello.
             if let refusal = hello.parleyError { throw refusal }
-            return ParleyClient(channel: channel, inbox: inbox, hello: hello, ownsGroup: owned)
+            return ParleyClient(channel: channel, inbox: inbox, hello: hello, ownsGroup: owned,
+                                address: Address(host: host, port: port, group: group, source: source))
         } catch {
             try? await channel.close()
             try? await owned?.shutdownGracefully()
@@ -97,11 +98,59 @@ public final class ParleyClient: Sendable {
         }
     }
 
-    init(channel: any Channel, inbox: Inbox, hello: ServerFrame, ownsGroup: (any EventLoopGroup)?) {
+    init(channel: any Channel, inbox: Inbox, hello: ServerFrame, ownsGroup: (any EventLoopGroup)?, address: Address) {
         self.channel = channel
         self.inbox = inbox
         self.hello = hello
         self.ownsGroup = ownsGroup
+        self.address = address
+    }
+
+    /// Where and how this client connected, for ``reconnect(timeout:)``.
+    struct Address: Sendable {
+        var host: String
+        var port: Int
+        var group: (any EventLoopGroup)?
+        var source: String?
+    }
+    let address: Address
+
+    /// How this client logged in, for ``reconnect(timeout:)``.
+    struct Login: Sendable {
+        var username: String
+        var credential: Credential
+        var ack: Bool
+    }
+    let lastLogin = Locked<Login?>(nil)
+
+    /// The newest message id this client has handed out (what a reconnect resumes after).
+    public var newestTaken: Int64 { acks.withLock { $0.taken } }
+
+    /// Connects again to the same server and logs in the same way, with `since` set to the newest
+    /// message this client handed out: the new client's replay holds exactly what was missed
+    /// meanwhile, nothing twice. Use it after the connection dropped or the server restarted.
+    /// - Returns: the new client (this one stays closed).
+    /// - Throws: what ``connect(host:port:timeout:group:receiveBuffer:from:rawFrame:)`` and the login throw;
+    ///   ``ClientError/closed`` if this client never logged in.
+    public func reconnect(timeout: Double = 10) async throws -> ParleyClient {
+        guard let login = lastLogin.withLock({ $0 }) else { throw ClientError.closed }
+        try? await channel.close()
+        let client = try await ParleyClient.connect(host: address.host, port: address.port, timeout: timeout, group: address.group, from: address.source)
+        // Nothing taken yet: the server's stored read position is the better start.
+        let since: Int64? = newestTaken > 0 ? newestTaken : nil
+        if let since { client.acknowledge(since) }
+        do {
+            switch login.credential {
+            case .password(let password):
+                try await client.login(login.username, password: password, since: since, ack: login.ack, timeout: timeout)
+            case .token(let token):
+                try await client.login(login.username, token: token, since: since, ack: login.ack, timeout: timeout)
+            }
+        } catch {
+            await client.close()
+            throw error
+        }
+        return client
     }
 
     // MARK: Sending
