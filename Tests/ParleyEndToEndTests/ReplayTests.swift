@@ -50,6 +50,35 @@ struct ReplayTests {
         await s.stop()
     }
 
+    @Test("logging in while messages pour in: replayed and live together are every message once, in order")
+    func interleaving() async throws {
+        let s = try await TestServer.start { $0.limits.replayLimit = 100_000 }
+        defer { s.removeData() }
+        let alice = try await s.user("alice")
+        let setup = try await s.connect()
+        try await setup.register("bob", password: TestServer.password)
+        await setup.close()
+        let count = 3000
+        var bytes: [UInt8] = []
+        for i in 1...count { bytes += LimitsTests.framed(#"{"type":"send","id":\#(i),"room":"general","text":"n\#(i)"}"#) }
+        alice.sendRaw(bytes)
+        // bob logs in while alice's messages are still being stored and fanned out.
+        let first = try await alice.nextFrame("the first acknowledgement") { $0.id == .int(1) }
+        let bob = try await s.connect()
+        try await bob.login("bob", password: TestServer.password)
+        let last = try await alice.nextFrame(timeout: 30, "the last acknowledgement") { $0.id == .int(Int64(count)) }
+        var ids: [Int64] = try await bob.replay().map(\.messageId)
+        let replayed = ids.count
+        while ids.last != last.messageId {
+            ids.append(try await bob.nextMessage(timeout: 30).messageId)
+        }
+        #expect(ids.count == count, "\(replayed) replayed, \(ids.count - replayed) live")
+        #expect(ids == Array(first.messageId!...last.messageId!), "every message once, in order, no gap")
+        await bob.close()
+        await alice.close()
+        await s.stop()
+    }
+
     @Test("past the per-conversation cap the replay says older messages exist, for rooms and private conversations alike")
     func replayMore() async throws {
         let s = try await TestServer.start { $0.limits.replayLimit = 3 }
