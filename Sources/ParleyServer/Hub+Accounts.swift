@@ -125,7 +125,7 @@ extension Hub {
                 throw ParleyError(.invalidCredentials, "wrong username or password")
             }
             self.state.withLock { $0.throttle.succeeded("user:" + key) }
-            var attached = try self.attach(Identity(name: found.account.name, guest: false), sink: sink,
+            var attached = try self.attach(.account(AccountIdentity(name: found.account.name)), sink: sink,
                                            storedPosition: found.account.readPosition, since: since, partners: Set(found.partners),
                                            acknowledges: acknowledges)
             attached.issuedToken = found.token
@@ -152,14 +152,14 @@ extension Hub {
         let interval = TimeAmount.milliseconds(Int64(configuration.readPositionInterval * 1000))
         let attached = try state.withLock { s throws(ParleyError) -> Attached in
             if s.shuttingDown { throw ParleyError(.shuttingDown, "the server is shutting down") }
-            let who = identity ?? Identity(name: s.guestNames.name(for: wanted, isTaken: s.isTaken), guest: true)
+            let who = identity ?? .guest(GuestIdentity(name: s.guestNames.name(for: wanted, isTaken: s.isTaken)))
             // The replay starts after what the user has received; so does the session's read position.
-            let position = who.guest ? 0 : since.map { max($0, 0) } ?? max(storedPosition, s.readPositions[who.key] ?? 0)
+            let position = who.isGuest ? 0 : since.map { max($0, 0) } ?? max(storedPosition, s.readPositions[who.key] ?? 0)
             let session = Session(
                 id: sessionID, identity: who, sink: sink, encoder: encoders[sink.format.index], loopIndex: loopIndex,
                 written: s.fanOutPosition, readPosition: position, acknowledges: acknowledges,
                 limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger,
-                positionInterval: interval, storePosition: who.guest ? nil : Self.positionWriter(commits, key: who.key))
+                positionInterval: interval, storePosition: who.account.map { Self.positionWriter(commits, account: $0) })
             if s.add(session, partners: partners) {
                 schedulePresence = s.recordPresence(PresenceChange(username: who.name, online: true), key: who.key)
             }
@@ -168,7 +168,7 @@ extension Hub {
                             presence: s.presenceSnapshot(for: who.key),
                             onlineCount: s.presence.everyone ? nil : s.presence.onlineCount)
         }
-        attached.session.logger.info("logged in", metadata: ["guest": "\(attached.session.identity.guest)"])
+        attached.session.logger.info("logged in", metadata: ["guest": "\(attached.session.identity.isGuest)"])
         if schedulePresence { schedulePresenceFlush(in: Self.presenceWindow) }
         return attached
     }
@@ -186,7 +186,7 @@ extension Hub {
         let session = attached.session
         let storage = self.storage
         let cap = limits.replayLimit
-        let guest = session.identity.guest
+        let guest = session.identity.isGuest
         let key = session.identity.storageKey
         offload(on: session.loop) {
             try storage.replayPlan(user: key, rooms: attached.rooms, directs: !guest, after: attached.readPosition,
@@ -253,9 +253,9 @@ extension Hub {
         session.sink.close(with: reason)
     }
 
-    /// Stores `key`'s read position through the commit queue.
-    static func positionWriter(_ commits: CommitQueue, key: String) -> @Sendable (Int64) -> Void {
-        { position in commits.enqueue(.readPosition(user: key, messageID: position)) }
+    /// Stores an account's read position through the commit queue (guests have none).
+    static func positionWriter(_ commits: CommitQueue, account: AccountIdentity) -> @Sendable (Int64) -> Void {
+        { position in commits.enqueue(.readPosition(user: account.key, messageID: position)) }
     }
 
     /// Forgets a login token (at `logout`), off the event loop.
@@ -272,15 +272,15 @@ extension Hub {
         let key = session.identity.key
         let schedule = state.withLock { s -> Bool in
             let wasLast = s.remove(session)
-            if !session.identity.guest { s.readPositions[key] = max(s.readPositions[key] ?? 0, position) }
+            if let account = session.identity.account { s.readPositions[account.key] = max(s.readPositions[account.key] ?? 0, position) }
             guard wasLast else { return false }
             let change = PresenceChange(username: session.identity.name, online: false)
             let schedule = s.recordPresence(change, key: key)
             s.dropUser(key)
             return schedule
         }
-        if !session.identity.guest {
-            commits.enqueue(.readPosition(user: key, messageID: position))
+        if let account = session.identity.account {
+            Self.positionWriter(commits, account: account)(position)
         }
         session.logger.info("session ended")
         if schedule { schedulePresenceFlush(in: Self.presenceWindow) }

@@ -10,8 +10,7 @@ extension Hub {
     /// The future completes on `session.loop` with the group's name.
     func groupCommand(_ command: GroupCommand, from session: Session) -> EventLoopFuture<String> {
         let loop = session.loop
-        let me = session.identity
-        guard !me.guest else {
+        guard let me = session.identity.account else {
             return loop.makeFailedFuture(ParleyError(.guestNotAllowed, "guests cannot use groups; register an account"))
         }
         let promise = loop.makePromise(of: String.self)

@@ -60,7 +60,7 @@ extension Hub {
             if pageSize < 1 || pageSize > limits.maxHistoryPage {
                 throw ParleyError(.badRequest, "'limit' must be between 1 and \(limits.maxHistoryPage)")
             }
-            if me.guest, case .with = target {
+            if me.isGuest, case .with = target {
                 throw ParleyError(.guestNotAllowed, "guests have no stored private conversations")
             }
             place = try state.withLock { s throws(ParleyError) in
@@ -118,7 +118,7 @@ extension HubState {
     /// A user one can write to: any account, or a guest who is online.
     func peer(named name: String) throws(ParleyError) -> Identity {
         let key = Names.key(name)
-        if let registered = accounts[key] { return Identity(name: registered, guest: false) }
+        if let registered = accounts[key] { return .account(AccountIdentity(name: registered)) }
         if let user = users[key] { return user.identity }
         throw ParleyError(.userNotFound, "there is no user '\(name)'")
     }

@@ -90,7 +90,7 @@ struct HubFixture {
         _ = try store.createAccount(name: name, passwordHash: "-", now: .now)
         hub.state.withLock { $0.accounts[Names.key(name)] = name }
         let sink = RecordingSink(loop: loop)
-        let attached = try hub.attach(Identity(name: name, guest: false), sink: sink, storedPosition: 0)
+        let attached = try hub.attach(.account(AccountIdentity(name: name)), sink: sink, storedPosition: 0)
         hub.replay(attached)
         _ = try await sink.next("replay_end") { $0.type == "replay_end" }
         return (attached.session, sink)

@@ -203,7 +203,7 @@ final class NativeConnection: ChannelInboundHandler {
             var welcome = ServerFrame(type: "welcome", id: id)
             welcome.result = "LOGIN_SUCCESS"
             welcome.username = attached.session.identity.name
-            welcome.guest = attached.session.identity.guest
+            welcome.guest = attached.session.identity.isGuest
             welcome.token = attached.issuedToken
             channel.writeAndFlush(welcome.frame(allocator: channel.allocator), promise: nil)
             hub.replay(attached)
