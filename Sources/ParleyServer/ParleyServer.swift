@@ -203,6 +203,9 @@ public final class ParleyServer: Service, Sendable {
     /// Writes waiting for the database (for operators and tests).
     public var commitBacklog: Int { commits.backlog }
 
+    /// Threads that check passwords (one per core).
+    public var passwordCheckThreads: Int { passwords.threads }
+
     /// Password checks run to the end, and dropped because their connection had gone.
     public var passwordChecks: (completed: Int, dropped: Int) {
         (passwords.completed.load(ordering: .relaxed), passwords.dropped.load(ordering: .relaxed))

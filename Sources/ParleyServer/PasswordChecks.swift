@@ -14,6 +14,7 @@ import Synchronization
 final class PasswordChecks: Sendable {
     let pool: NIOThreadPool
     let limit: Int
+    let threads: Int
     /// Checks queued or running.
     private let waiting = Locked(0)
     /// Checks run to the end (for operators and tests).
@@ -25,7 +26,8 @@ final class PasswordChecks: Sendable {
     struct Gone: Error {}
 
     init(threads: Int, limit: Int) {
-        pool = NIOThreadPool(numberOfThreads: max(1, threads))
+        self.threads = max(1, threads)
+        pool = NIOThreadPool(numberOfThreads: self.threads)
         self.limit = max(1, limit)
         pool.start()
     }
