@@ -9,10 +9,7 @@ import Testing
 
 @Suite("End to end: every resource bounded, with a clear answer", .timeLimit(.minutes(3)))
 struct LimitsTests {
-    static func framed(_ text: String) -> [UInt8] {
-        let payload = Array(text.utf8)
-        return withUnsafeBytes(of: UInt32(payload.count).bigEndian, Array.init) + payload
-    }
+    static func framed(_ text: String) -> [UInt8] { BadInputTests.framed(text) }
 
     @Test("connections are capped per address and in total with TOO_MANY_CONNECTIONS; a closed one frees its place")
     func connectionCaps() async throws {
@@ -117,10 +114,7 @@ struct LimitsTests {
         let (alice, _) = try await s.login("alice")
         store.holdWrites.store(true, ordering: .relaxed)
         let count = 4000
-        var bytes: [UInt8] = []
-        for i in 1...count { bytes += Self.framed(#"{"type":"send","id":\#(i),"room":"general","text":"m\#(i)"}"#) }
-        bytes += Self.framed(#"{"type":"ping","id":"after"}"#)
-        alice.sendRaw(bytes)
+        alice.sendRaw(TestServer.sends(count) + Self.framed(#"{"type":"ping","id":"after"}"#))
         // The first batch is held while the server reads on (until the bound stops it).
         var held = store.writeHeld.makeAsyncIterator()
         _ = await held.next()
@@ -150,9 +144,7 @@ struct LimitsTests {
         try await client.login("alice", password: TestServer.password, ack: false)
         _ = try await client.replay()
         let count = 2000
-        var bytes: [UInt8] = []
-        for i in 1...count { bytes += Self.framed(#"{"type":"send","id":\#(i),"room":"general","text":"m\#(i)"}"#) }
-        client.sendRaw(bytes)
+        client.sendRaw(TestServer.sends(count))
         _ = try await client.nextFrame("the first acknowledgement") { $0.id == .int(1) }
         let stopping = Task { await s.stop() }
         var acknowledged: [Int64: Int64] = [:]
@@ -240,9 +232,7 @@ struct LimitsTests {
         defer { s.removeData() }
         let (writer, _) = try await s.login("writer")
         let text = String(repeating: "h", count: 220)
-        var bytes: [UInt8] = []
-        for i in 1...400 { bytes += Self.framed(#"{"type":"send","id":\#(i),"room":"general","text":"\#(text)"}"#) }
-        writer.sendRaw(bytes)
+        writer.sendRaw(TestServer.sends(400, text: text))
         _ = try await writer.nextFrame(timeout: 30, "the last of 400 stored") { $0.id == .int(400) }
         // The flooder reads everything on a thread of its own and skips decoding it, so only
         // the server's work is measured here, not the test client's.

@@ -11,9 +11,7 @@ struct ReadPositionTests {
         let s = try await TestServer.start()
         defer { s.removeData() }
         let alice = try await s.user("alice")
-        let setup = try await s.connect()
-        try await setup.register("bob", password: TestServer.password)
-        await setup.close()
+        try await s.register("bob")
         var sent: [Int64] = []
         for i in 0..<5 {
             sent.append(try await alice.send("private \(i)", to: "bob").messageId)
@@ -42,9 +40,7 @@ struct ReadPositionTests {
         let s = try await TestServer.start()
         defer { s.removeData() }
         let alice = try await s.user("alice")
-        let setup = try await s.connect()
-        try await setup.register("carol", password: TestServer.password)
-        await setup.close()
+        try await s.register("carol")
         let missed = try await alice.send("for carol", to: "carol")
         let plain = try await s.connect()
         try await plain.login("carol", password: TestServer.password, ack: false)

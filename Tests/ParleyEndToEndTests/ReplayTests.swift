@@ -16,13 +16,9 @@ struct ReplayTests {
         }
         defer { s.removeData() }
         let alice = try await s.user("alice")
-        let setup = try await s.connect()
-        try await setup.register("bob", password: TestServer.password)
-        await setup.close()
+        try await s.register("bob")
         let text = String(repeating: "r", count: 200)
-        var bytes: [UInt8] = []
-        for i in 1...3000 { bytes += LimitsTests.framed(#"{"type":"send","id":\#(i),"room":"general","text":"\#(text)"}"#) }
-        alice.sendRaw(bytes)
+        alice.sendRaw(TestServer.sends(3000, text: text))
         _ = try await alice.nextFrame(timeout: 60, "the last of 3,000 stored") { $0.id == .int(3000) }
         // bob's client stops reading at its first frame until released: about 1 MB of replay
         // waits for it, far over the 64 KiB outbox.
@@ -55,13 +51,9 @@ struct ReplayTests {
         let s = try await TestServer.start { $0.limits.replayLimit = 100_000 }
         defer { s.removeData() }
         let alice = try await s.user("alice")
-        let setup = try await s.connect()
-        try await setup.register("bob", password: TestServer.password)
-        await setup.close()
+        try await s.register("bob")
         let count = 1500
-        var bytes: [UInt8] = []
-        for i in 1...count { bytes += LimitsTests.framed(#"{"type":"send","id":\#(i),"room":"general","text":"n\#(i)"}"#) }
-        alice.sendRaw(bytes)
+        alice.sendRaw(TestServer.sends(count))
         // bob logs in while alice's messages are still being stored and fanned out.
         let first = try await alice.nextFrame("the first acknowledgement") { $0.id == .int(1) }
         let bob = try await s.connect()

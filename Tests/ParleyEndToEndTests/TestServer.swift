@@ -50,6 +50,20 @@ final class TestServer: Sendable {
         return (client, try await client.replay())
     }
 
+    /// Registers `name` on a connection of its own and closes it: an account that is offline.
+    func register(_ name: String) async throws {
+        let setup = try await connect()
+        try await setup.register(name, password: Self.password)
+        await setup.close()
+    }
+
+    /// `count` pipelined `send` requests to general, with ids 1…count and texts `prefix` + id.
+    static func sends(_ count: Int, text prefix: String = "m") -> [UInt8] {
+        var bytes: [UInt8] = []
+        for i in 1...count { bytes += BadInputTests.framed(#"{"type":"send","id":\#(i),"room":"general","text":"\#(prefix)\#(i)"}"#) }
+        return bytes
+    }
+
     func user(_ name: String, register: Bool = true) async throws -> ParleyClient {
         try await login(name, register: register).0
     }
