@@ -68,10 +68,15 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "ParleyChat",
+            dependencies: ["ParleyClient", "ParleyWire", "ParleyCore"],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "parley",
             dependencies: [
-                "ParleyServer", "ParleyClient", "ParleyStore",
+                "ParleyServer", "ParleyClient", "ParleyStore", "ParleyChat",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,6 +95,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyWire", "ParleyCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"], swiftSettings: swiftSettings),
         .target(
             name: "ParleyTestSupport",

@@ -1,0 +1,200 @@
+import Foundation
+import ParleyClient
+import ParleyCore
+import ParleyWire
+
+/// The chat client's logic, whatever shows it: runs a typed command against the server and says
+/// what happened in lines; turns server events into lines. The full-screen and line modes both
+/// use it.
+/// Thread safety: an actor.
+public actor ChatController {
+    public private(set) var client: ParleyClient
+    public let me: String
+    public private(set) var current: ChatScreen.Conversation = .general
+    /// Names seen (users and groups), for Tab completion.
+    public private(set) var knownUsers: Set<String> = []
+    public private(set) var knownGroups: Set<String> = []
+
+    public init(client: ParleyClient, me: String) {
+        self.client = client
+        self.me = me
+    }
+
+    /// What a command produced: lines to show, and whether it failed.
+    public struct Outcome: Sendable {
+        public var lines: [(ChatScreen.Line, ChatScreen.Conversation?)] = []
+        public var failed = false
+        public var quit = false
+        public var switchedTo: ChatScreen.Conversation?
+    }
+
+    public func replaceClient(_ client: ParleyClient) { self.client = client }
+
+    public func note(_ message: WireMessage) {
+        knownUsers.insert(message.from)
+        if let room = message.room, room.lowercased() != "general" { knownGroups.insert(room) }
+    }
+
+    public func noteUsers(_ names: [String]) { knownUsers.formUnion(names) }
+
+    /// Runs one typed line.
+    public func run(_ line: String) async -> Outcome {
+        var outcome = Outcome()
+        func say(_ text: String, _ style: Style = .system) { outcome.lines.append((ChatScreen.Line(style: style, text: text), nil)) }
+        func fail(_ text: String) {
+            say(text, .error)
+            outcome.failed = true
+        }
+        let command: ChatCommand?
+        do { command = try ChatCommand.parse(line) } catch {
+            fail(error.description)
+            return outcome
+        }
+        guard let command else { return outcome }
+        do {
+            switch command {
+            case .say(let text):
+                let sent: WireMessage
+                switch current {
+                case .general: sent = try await client.send(text)
+                case .group(let group): sent = try await client.send(text, in: group)
+                case .user(let user): sent = try await client.send(text, to: user)
+                }
+                outcome.lines.append((ChatFormat.line(for: sent, me: me), nil))
+            case .privateMessage(let user, let text):
+                let sent = try await client.send(text, to: user)
+                knownUsers.insert(user)
+                outcome.lines.append((ChatFormat.line(for: sent, me: me), nil))
+            case .groupMessage(let group, let text):
+                let sent = try await client.send(text, in: group)
+                outcome.lines.append((ChatFormat.line(for: sent, me: me), nil))
+            case .createGroup(let group):
+                try await client.request(.group(.create(group: group, inviteOnly: false)))
+                knownGroups.insert(group)
+                say("created group \(group)")
+            case .joinGroup(let group):
+                try await client.request(.group(.join(group: group)))
+                knownGroups.insert(group)
+                say("joined \(group)")
+            case .leaveGroup(let group):
+                try await client.request(.group(.leave(group: group)))
+                if current == .group(group) { current = .general; outcome.switchedTo = .general }
+                say("left \(group)")
+            case .myGroups, .allGroups:
+                var all: [GroupInfo] = []
+                var after: String? = nil
+                repeat {
+                    let page = try await client.request(command == .myGroups ? .myGroups(after: after) : .groups(after: after))
+                    all += page.groups ?? []
+                    after = page.more == true ? page.groups?.last?.name : nil
+                } while after != nil
+                knownGroups.formUnion(all.map(\.name))
+                say(all.isEmpty ? (command == .myGroups ? "you are in no group" : "there are no groups")
+                    : (command == .myGroups ? "your groups: " : "groups: ")
+                        + all.map { "\($0.name) (\($0.members), owner \($0.owner)\($0.inviteOnly ? ", invite-only" : ""))" }.joined(separator: ", "))
+            case .members(let group):
+                let reply = try await client.request(.groupMembers(group: group))
+                let members = reply.members ?? []
+                knownUsers.formUnion(members.map(\.username))
+                say("\(reply.group ?? group): " + members.map { "\($0.username)\($0.owner ? " (owner)" : "")\($0.online ? " *" : "")" }.joined(separator: ", ")
+                    + "   (* online)")
+            case .online:
+                let reply = try await client.request(.who())
+                let users = reply.users ?? []
+                knownUsers.formUnion(users)
+                say("online (\(reply.count ?? users.count)): " + users.joined(separator: ", ") + (reply.more == true ? ", …" : ""))
+            case .invite(let group, let user):
+                try await client.request(.group(.invite(group: group, user: user)))
+                say("invited \(user) to \(group)")
+            case .kick(let group, let user):
+                try await client.request(.group(.remove(group: group, user: user)))
+                say("removed \(user) from \(group)")
+            case .mode(let group, let inviteOnly):
+                try await client.request(.group(.setMode(group: group, inviteOnly: inviteOnly)))
+                say("\(group) is now \(inviteOnly ? "invite-only" : "open")")
+            case .history(let count):
+                let target: Target
+                switch current {
+                case .general: target = .room("general")
+                case .group(let g): target = .room(g)
+                case .user(let u): target = .with(u)
+                }
+                let page = try await client.request(.history(target, before: nil, limit: count ?? 20))
+                let messages = page.messages ?? []
+                say("— history of \(current): \(messages.count) message\(messages.count == 1 ? "" : "s") —")
+                for m in messages { outcome.lines.append((ChatFormat.line(for: m, me: me), nil)) }
+            case .to(let name):
+                let target: ChatScreen.Conversation
+                if name.lowercased() == "general" { target = .general }
+                else if name.hasPrefix("@") { target = .user(String(name.dropFirst())) }
+                else if knownGroups.contains(where: { $0.lowercased() == name.lowercased() }) { target = .group(name) }
+                else {
+                    // A group of mine, or else a user.
+                    let mine = try await client.request(.myGroups(after: nil)).groups ?? []
+                    knownGroups.formUnion(mine.map(\.name))
+                    target = mine.contains { $0.name.lowercased() == name.lowercased() } ? .group(name) : .user(name)
+                }
+                current = target
+                outcome.switchedTo = target
+                say("now talking in \(target)")
+            case .help:
+                say("commands:")
+                for u in ChatCommand.usages {
+                    say("  /\(u.name)\(u.arguments.isEmpty ? "" : " " + u.arguments) — \(u.summary)")
+                }
+                say("  plain text goes to the current conversation; PageUp/PageDown scroll; Tab completes")
+            case .quit:
+                outcome.quit = true
+            }
+        } catch {
+            fail(ChatFormat.words(for: error))
+        }
+        return outcome
+    }
+
+    /// Lines for a server event (nil for events not shown).
+    public func lines(for event: ClientEvent) -> [(ChatScreen.Line, ChatScreen.Conversation?)] {
+        switch event {
+        case .message(let message):
+            note(message)
+            var line = ChatFormat.line(for: message, me: me)
+            if message.replay == true { line.text = "» " + line.text }
+            return [(line, ChatFormat.conversation(of: message, me: me))]
+        case .replayMore(let room, let with, let before):
+            return [(ChatScreen.Line(style: .system, text: "(older messages in \(room ?? "@" + (with ?? "?")): /history, before #\(before))"), nil)]
+        case .replayEnd(let count):
+            return count == 0 ? [] : [(ChatScreen.Line(style: .system, text: "— \(count) missed message\(count == 1 ? "" : "s") —"), nil)]
+        case .presence(let changes, let snapshot):
+            knownUsers.formUnion(changes.map(\.username))
+            if snapshot {
+                let online = changes.filter(\.online).map(\.username)
+                return [(ChatScreen.Line(style: .system, text: "online: " + online.joined(separator: ", ")), nil)]
+            }
+            return changes.filter { $0.username.lowercased() != me.lowercased() }.map {
+                (ChatScreen.Line(style: .system, text: "\($0.username) \($0.online ? "came online" : "went offline")"), nil)
+            }
+        case .onlineCount(let count, _):
+            return [(ChatScreen.Line(style: .system, text: "\(count) online"), nil)]
+        case .group(let name, let event):
+            knownGroups.insert(name)
+            let text: String
+            switch event {
+            case .joined(let user): text = "\(user) joined \(name)"
+            case .left(let user): text = "\(user) left \(name)"
+            case .removed(let user, let by): text = "\(user) was removed from \(name) by \(by)"
+            case .ownerChanged(let user): text = "\(user) now owns \(name)"
+            case .modeChanged(let inviteOnly): text = "\(name) is now \(inviteOnly ? "invite-only" : "open")"
+            case .deleted: text = "\(name) was deleted"
+            }
+            return [(ChatScreen.Line(style: .system, text: text), .group(name))]
+        case .invited(let group, let by):
+            return [(ChatScreen.Line(style: .system, text: "\(by) invited you to \(group): /jg \(group)"), nil)]
+        case .shutdown(let message):
+            return [(ChatScreen.Line(style: .error, text: "server: \(message)"), nil)]
+        case .error(let error):
+            return [(ChatScreen.Line(style: .error, text: ChatFormat.words(for: error)), nil)]
+        case .ping, .other:
+            return []
+        }
+    }
+}

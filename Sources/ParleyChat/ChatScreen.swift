@@ -1,0 +1,192 @@
+import Foundation
+
+/// One cell of the terminal grid: a character (a wide one takes this cell and a continuation
+/// cell after it) and its style.
+public struct Cell: Sendable, Equatable {
+    public var character: Character
+    public var style: Style
+    /// The right half of a wide character: draws nothing itself.
+    public var continuation = false
+
+    public static let blank = Cell(character: " ", style: .plain)
+}
+
+/// How a cell looks. The renderer turns these into SGR codes (or nothing, without colour).
+public enum Style: Sendable, Equatable {
+    case plain, general, privateMessage, group, system, error, mention, status, statusAlert, prompt
+}
+
+/// What the chat screen shows, as a pure model: the conversations' messages in one scrollback,
+/// the status line and the input line. ``render(width:height:)`` turns it into a grid of cells;
+/// the terminal layer only draws what changed. Tested without a terminal.
+/// Thread safety: a value type.
+public struct ChatScreen: Sendable {
+    /// A conversation one types into.
+    public enum Conversation: Sendable, Hashable, CustomStringConvertible {
+        case general
+        case group(String)
+        case user(String)
+
+        public var description: String {
+            switch self {
+            case .general: "general"
+            case .group(let name): name
+            case .user(let name): "@" + name
+            }
+        }
+    }
+
+    /// One line of the scrollback.
+    public struct Line: Sendable, Equatable {
+        public var style: Style
+        public var text: String
+        /// The user's own name is mentioned: highlighted.
+        public var mentionsMe = false
+
+        public init(style: Style, text: String, mentionsMe: Bool = false) {
+            self.style = style
+            self.text = text
+            self.mentionsMe = mentionsMe
+        }
+    }
+
+    public var server: String
+    public var username = ""
+    public var connection = "connecting"
+    public var current: Conversation = .general
+    public private(set) var unread: [Conversation: Int] = [:]
+    public private(set) var mentioned: Set<Conversation> = []
+    public private(set) var lines: [Line] = []
+    public var editor = LineEditor()
+    /// Rows scrolled back from the newest (0: following new messages).
+    public private(set) var scrollBack = 0
+    public let maxLines: Int
+    /// The width of the last render, to keep the view still when lines arrive while scrolled back.
+    private var lastWidth = 80
+    private var lastPaneHeight = 20
+
+    public init(server: String, maxLines: Int = 5000) {
+        self.server = server
+        self.maxLines = maxLines
+    }
+
+    /// Adds a line to the scrollback. A line in another conversation than the current one counts
+    /// as unread there (and as a mention when it names the user).
+    public mutating func append(_ line: Line, in conversation: Conversation? = nil) {
+        var line = line
+        line.text = TextWidth.escapingControls(line.text)
+        if let conversation, conversation != current {
+            unread[conversation, default: 0] += 1
+            if line.mentionsMe { mentioned.insert(conversation) }
+        }
+        lines.append(line)
+        if scrollBack > 0 { scrollBack += Self.wrap(line, width: lastWidth).count }
+        if lines.count > maxLines { lines.removeFirst(lines.count - maxLines) }
+    }
+
+    public mutating func system(_ text: String, style: Style = .system) {
+        append(Line(style: style, text: text))
+    }
+
+    /// Makes `conversation` current and marks it read.
+    public mutating func switchTo(_ conversation: Conversation) {
+        current = conversation
+        unread[conversation] = nil
+        mentioned.remove(conversation)
+    }
+
+    public mutating func pageUp() {
+        let rows = lines.reduce(0) { $0 + Self.wrap($1, width: lastWidth).count }
+        scrollBack = min(max(0, rows - lastPaneHeight), scrollBack + max(1, lastPaneHeight - 1))
+    }
+
+    public mutating func pageDown() {
+        scrollBack = max(0, scrollBack - max(1, lastPaneHeight - 1))
+    }
+
+    /// The status line's text: server, user, connection, current conversation, unread counts
+    /// (with `!` where the user was mentioned), scroll position.
+    public var statusText: String {
+        var parts = ["[\(server)]", username.isEmpty ? "" : "[\(username)]", "[\(connection)]", "[to: \(current)]"]
+        let others = unread.filter { $0.value > 0 }.sorted { $0.key.description < $1.key.description }
+        if !others.isEmpty {
+            parts.append("[unread: " + others.map { "\($0.key)\(mentioned.contains($0.key) ? "!" : "") \($0.value)" }.joined(separator: ", ") + "]")
+        }
+        if scrollBack > 0 { parts.append("[scrolled back: PgDn]") }
+        return parts.filter { !$0.isEmpty }.joined(separator: " ")
+    }
+
+    /// The screen as a grid of `height` rows of `width` cells, and where the cursor goes.
+    public mutating func render(width: Int, height: Int) -> (rows: [[Cell]], cursor: (row: Int, column: Int)) {
+        let width = max(width, 10)
+        let height = max(height, 3)
+        lastWidth = width
+        let paneHeight = height - 2
+        lastPaneHeight = paneHeight
+        // Wrap from the newest line back until the pane (plus what is scrolled back) is full.
+        var rows: [[Cell]] = []
+        let needed = paneHeight + scrollBack
+        for line in lines.reversed() {
+            rows.insert(contentsOf: Self.wrap(line, width: width), at: 0)
+            if rows.count >= needed { break }
+        }
+        scrollBack = min(scrollBack, max(0, rows.count - paneHeight))
+        let end = rows.count - scrollBack
+        var pane = Array(rows[max(0, end - paneHeight)..<max(0, end)])
+        while pane.count < paneHeight { pane.insert(Self.row([], width: width), at: 0) }
+
+        let alert = !mentioned.isEmpty || connection != "connected"
+        let status = Self.row(Array(statusText).map { Cell(character: $0, style: alert ? .statusAlert : .status) }, width: width, fill: alert ? .statusAlert : .status)
+
+        // The input line scrolls sideways to keep the cursor in view.
+        let prompt = Array("[\(current)] ").map { Cell(character: $0, style: .prompt) }
+        var input = prompt
+        var cursorColumn = prompt.count
+        for (index, character) in editor.text.enumerated() {
+            if index == editor.cursor { cursorColumn = input.count }
+            input += Self.cells(character, style: .plain)
+        }
+        if editor.cursor == editor.text.count { cursorColumn = input.count }
+        var offset = 0
+        if cursorColumn >= width { offset = cursorColumn - width + 1 }
+        let visible = Array(input.dropFirst(offset))
+        return (pane + [status, Self.row(visible, width: width)], (height - 1, cursorColumn - offset))
+    }
+
+    static func cells(_ character: Character, style: Style) -> [Cell] {
+        let w = TextWidth.of(character)
+        if w == 0 { return [] }
+        if w == 2 { return [Cell(character: character, style: style), Cell(character: " ", style: style, continuation: true)] }
+        return [Cell(character: character, style: style)]
+    }
+
+    /// `cells` cut or padded to `width`.
+    static func row(_ cells: [Cell], width: Int, fill: Style = .plain) -> [Cell] {
+        var row = Array(cells.prefix(width))
+        if row.last?.continuation == false, row.count == width, TextWidth.of(row.last!.character) == 2 { row[width - 1] = Cell(character: " ", style: fill) }
+        while row.count < width { row.append(Cell(character: " ", style: fill)) }
+        return row
+    }
+
+    /// A line as rows of `width` cells: wrapped at the width (never splitting a wide character),
+    /// on newlines too; the user's own name highlighted where it is mentioned.
+    static func wrap(_ line: Line, width: Int) -> [[Cell]] {
+        var rows: [[Cell]] = []
+        var current: [Cell] = []
+        for character in line.text {
+            if character == "\n" {
+                rows.append(row(current, width: width))
+                current = [Cell(character: " ", style: line.style), Cell(character: " ", style: line.style)]
+                continue
+            }
+            let cells = Self.cells(character, style: line.mentionsMe ? .mention : line.style)
+            if current.count + cells.count > width {
+                rows.append(row(current, width: width))
+                current = []
+            }
+            current += cells
+        }
+        rows.append(row(current, width: width))
+        return rows
+    }
+}

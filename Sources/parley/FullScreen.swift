@@ -1,0 +1,163 @@
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import ParleyChat
+import ParleyClient
+import ParleyCore
+
+/// The full-screen chat: everything that happens (keys, server events, command outcomes, a
+/// resize, the connection dropping) arrives on one stream and changes the pure ``ChatScreen``,
+/// which is then drawn; incoming messages never touch the input line.
+/// Thread safety: runs on one task.
+struct FullScreen {
+    let controller: ChatController
+    let server: String
+    let me: String
+    let color: Bool
+
+    enum Happening: Sendable {
+        case keys([UInt8])
+        case inputEnded
+        case event(ClientEvent)
+        case outcome(ChatController.Outcome)
+        case resized
+        case disconnected
+        case reconnected(ParleyClient)
+        case reconnectFailed(String)
+    }
+
+    func run() async throws {
+        let terminal = Terminal(color: color)
+        terminal.enterRawMode()
+        defer { terminal.restore() }
+        let (happenings, post) = AsyncStream.makeStream(of: Happening.self)
+        // Signals: restore the terminal and leave; a resize redraws.
+        var sources: [any DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGHUP, SIGQUIT] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            source.setEventHandler {
+                Terminal.shared?.restore()
+                exit(1)
+            }
+            source.resume()
+            sources.append(source)
+        }
+        signal(SIGWINCH, SIG_IGN)
+        let winch = DispatchSource.makeSignalSource(signal: SIGWINCH, queue: .global())
+        winch.setEventHandler { post.yield(.resized) }
+        winch.resume()
+        defer {
+            winch.cancel()
+            for s in sources { s.cancel() }
+        }
+        let input = Task {
+            for await chunk in Terminal.input() { post.yield(.keys(chunk)) }
+            post.yield(.inputEnded)
+        }
+        defer { input.cancel() }
+        var pump = Self.pumpEvents(await controller.client, post: post)
+
+        var screen = ChatScreen(server: server)
+        screen.username = me
+        screen.connection = "connected"
+        screen.system("Welcome, \(me). /help lists the commands; Ctrl-C or /quit leaves.")
+        var decoder = KeyDecoder()
+        var quitting = false
+        func redraw(force: Bool = false) {
+            let size = terminal.size
+            let frame = screen.render(width: size.width, height: size.height)
+            terminal.draw(frame.rows, cursor: frame.cursor, force: force)
+        }
+        redraw()
+        for await happening in happenings {
+            switch happening {
+            case .keys(let bytes):
+                for key in decoder.feed(bytes) {
+                    switch key {
+                    case .character(let c): screen.editor.insert([c])
+                    case .enter:
+                        let line = screen.editor.submit()
+                        let controller = self.controller
+                        Task { post.yield(.outcome(await controller.run(line))) }
+                    case .backspace, .control("h"): screen.editor.backspace()
+                    case .delete: screen.editor.delete()
+                    case .left, .control("b"): screen.editor.left()
+                    case .right, .control("f"): screen.editor.right()
+                    case .home, .control("a"): screen.editor.home()
+                    case .end, .control("e"): screen.editor.end()
+                    case .wordLeft: screen.editor.wordLeft()
+                    case .wordRight: screen.editor.wordRight()
+                    case .control("u"): screen.editor.killToStart()
+                    case .control("w"): screen.editor.killWord()
+                    case .up, .control("p"): screen.editor.historyUp()
+                    case .down, .control("n"): screen.editor.historyDown()
+                    case .pageUp: screen.pageUp()
+                    case .pageDown: screen.pageDown()
+                    case .tab:
+                        let names = Array(await controller.knownUsers) + Array(await controller.knownGroups) + ["general"]
+                        let matches = screen.editor.complete(commands: ChatCommand.names, names: names)
+                        if matches.count > 1 { screen.system(matches.joined(separator: "  ")) }
+                    case .control("c"), .control("d") where screen.editor.text.isEmpty || key == .control("c"):
+                        quitting = true
+                    case .control("l"): redraw(force: true)
+                    default: break
+                    }
+                }
+            case .inputEnded:
+                quitting = true
+            case .event(let event):
+                for (line, conversation) in await controller.lines(for: event) { screen.append(line, in: conversation) }
+            case .outcome(let outcome):
+                for (line, conversation) in outcome.lines { screen.append(line, in: conversation) }
+                if let target = outcome.switchedTo { screen.switchTo(target) }
+                if outcome.quit { quitting = true }
+            case .resized:
+                redraw(force: true)
+            case .disconnected:
+                guard !quitting else { break }
+                screen.connection = "reconnecting"
+                screen.system("connection lost; reconnecting…", style: .error)
+                let client = await controller.client
+                Task { await Self.reconnect(client, post: post) }
+            case .reconnected(let client):
+                await controller.replaceClient(client)
+                pump = Self.pumpEvents(client, post: post)
+                screen.connection = "connected"
+                screen.system("reconnected")
+            case .reconnectFailed(let reason):
+                screen.connection = "offline: \(reason)"
+            }
+            if quitting { break }
+            redraw()
+        }
+        pump.cancel()
+        await controller.client.close()
+    }
+
+    /// Forwards a client's events until its connection closes, then says so.
+    static func pumpEvents(_ client: ParleyClient, post: AsyncStream<Happening>.Continuation) -> Task<Void, Never> {
+        Task {
+            for await event in client.events() { post.yield(.event(event)) }
+            if !Task.isCancelled { post.yield(.disconnected) }
+        }
+    }
+
+    /// Tries again with a growing, jittered delay (0.5 s doubling to 30 s) until it gets back in.
+    static func reconnect(_ old: ParleyClient, post: AsyncStream<Happening>.Continuation) async {
+        var delay = 0.5
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(delay * 1000 * Double.random(in: 0.5...1.5))))
+            do {
+                let client = try await old.reconnect(timeout: 5)
+                post.yield(.reconnected(client))
+                return
+            } catch {
+                post.yield(.reconnectFailed(ChatFormat.words(for: error)))
+                delay = min(delay * 2, 30)
+            }
+        }
+    }
+}

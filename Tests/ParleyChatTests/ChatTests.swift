@@ -1,0 +1,127 @@
+import ParleyChat
+import Testing
+
+@Suite("Chat client: commands, line editing, keys, screen")
+struct ChatTests {
+    @Test("the classroom commands keep their meaning; wrong ones get a one-line explanation")
+    func commands() throws {
+        #expect(try ChatCommand.parse("/pm bob hi there") == .privateMessage(user: "bob", text: "hi there"))
+        #expect(try ChatCommand.parse("/gc team  spaced  text") == .groupMessage(group: "team", text: "spaced  text"))
+        #expect(try ChatCommand.parse("/cg team") == .createGroup("team"))
+        #expect(try ChatCommand.parse("/jg team") == .joinGroup("team"))
+        #expect(try ChatCommand.parse("/lg team") == .leaveGroup("team"))
+        #expect(try ChatCommand.parse("/listg") == .myGroups)
+        #expect(try ChatCommand.parse("/mode team invite-only") == .mode(group: "team", inviteOnly: true))
+        #expect(try ChatCommand.parse("/history 5") == .history(5))
+        #expect(try ChatCommand.parse("hello /world") == .say("hello /world"))
+        #expect(try ChatCommand.parse("//slash") == .say("/slash"))
+        #expect(try ChatCommand.parse("   ") == nil)
+        #expect(throws: ChatCommand.CommandError(description: "usage: /pm <user> <message>")) { try ChatCommand.parse("/pm bob") }
+        #expect(throws: ChatCommand.CommandError(description: "unknown command /frobnicate; /help lists the commands")) {
+            try ChatCommand.parse("/frobnicate now")
+        }
+        #expect(throws: ChatCommand.CommandError.self) { try ChatCommand.parse("/mode team sometimes") }
+        #expect(throws: ChatCommand.CommandError.self) { try ChatCommand.parse("/history 0") }
+        #expect(Array(ChatCommand.names.prefix(6)) == ["pm", "gc", "cg", "jg", "lg", "listg"], "/help lists the classroom set first")
+    }
+
+    @Test("line editing: cursor moves, word jumps, deletes, Ctrl-U, Ctrl-W, history")
+    func editing() {
+        var e = LineEditor()
+        e.insert("hello world")
+        e.wordLeft()
+        #expect(e.cursor == 6)
+        e.insert("big ")
+        #expect(e.line == "hello big world")
+        e.home(); e.delete()
+        #expect(e.line == "ello big world")
+        e.end(); e.backspace()
+        #expect(e.line == "ello big worl")
+        e.killWord()
+        #expect(e.line == "ello big ")
+        e.left(); e.killToStart()
+        #expect(e.line == " " && e.cursor == 0)
+        e.end()
+        #expect(e.submit() == " ")
+        e.insert("first"); _ = e.submit()
+        e.insert("second"); _ = e.submit()
+        e.insert("draft")
+        e.historyUp()
+        #expect(e.line == "second")
+        e.historyUp()
+        #expect(e.line == "first")
+        e.historyDown(); e.historyDown()
+        #expect(e.line == "draft", "going past the newest entry brings back what was being typed")
+    }
+
+    @Test("Tab completes commands after a slash and names elsewhere; several matches complete their common prefix")
+    func completion() {
+        var e = LineEditor()
+        e.insert("/li")
+        #expect(e.complete(commands: ChatCommand.names, names: []) == ["listg"])
+        #expect(e.line == "/listg ")
+        var f = LineEditor()
+        f.insert("/pm ali")
+        f.complete(commands: ChatCommand.names, names: ["Alice", "Alicia", "bob"])
+        #expect(f.line == "/pm Alic")
+        f.insert("e")
+        f.complete(commands: ChatCommand.names, names: ["Alice", "Alicia", "bob"])
+        #expect(f.line == "/pm Alice ")
+    }
+
+    @Test("keys: characters, control keys and escape sequences, also split across reads")
+    func keys() {
+        var d = KeyDecoder()
+        #expect(d.feed(Array("hé".utf8)) == [.character("h"), .character("é")])
+        #expect(d.feed([0x1B, 0x5B]) == [], "an incomplete sequence waits")
+        #expect(d.feed([0x44]) == [.left])
+        #expect(d.feed([0x1B, 0x5B, 0x35, 0x7E, 0x1B, 0x5B, 0x36, 0x7E]) == [.pageUp, .pageDown])
+        #expect(d.feed([0x1B, 0x5B, 0x31, 0x3B, 0x35, 0x43]) == [.wordRight])
+        #expect(d.feed([0x0D, 0x7F, 0x09, 0x15, 0x17, 0x03]) == [.enter, .backspace, .tab, .control("u"), .control("w"), .control("c")])
+        #expect(d.feed(Array("日本".utf8).prefix(4)) == [.character("日")])
+        #expect(d.feed(Array("日本".utf8).dropFirst(4)) == [.character("本")])
+    }
+
+    @Test("the screen: messages above, status, input below; wide characters and long lines wrap; others' control characters are escaped")
+    func screen() {
+        var s = ChatScreen(server: "host:1")
+        s.username = "alice"
+        s.connection = "connected"
+        s.append(.init(style: .general, text: "12:00 bob: " + String(repeating: "x", count: 25)))
+        s.append(.init(style: .general, text: "12:01 bob: 日本語テキスト"))
+        s.append(.init(style: .general, text: "12:02 bob: \u{1B}[2Jboom"))
+        s.editor.insert("draft")
+        let (rows, cursor) = s.render(width: 20, height: 8)
+        let text = rows.map { row in String(row.filter { !$0.continuation }.map(\.character)) }
+        #expect(rows.allSatisfy { $0.count == 20 })
+        #expect(text[0].allSatisfy { $0 == " " }, "the pane fills from the bottom")
+        #expect(text[1] == "12:00 bob: xxxxxxxxx")
+        #expect(text[2].hasPrefix("xxxxxxxxxxxxxxxx"))
+        #expect(text[3].hasPrefix("12:01 bob: 日本語テ"), "a wide character that does not fit goes to the next row: \(text[3])")
+        #expect(text[4].hasPrefix("キスト"))
+        #expect(text[5].hasPrefix("12:02 bob: ^[[2Jboom"))
+        #expect(text[6].hasPrefix("[host:1] [alice]"))
+        #expect(text[7].hasPrefix("[general] draft"))
+        #expect(cursor.row == 7 && cursor.column == 15)
+    }
+
+    @Test("scrolled back, new messages do not move the view; unread counts and mentions for other conversations")
+    func scrollback() {
+        var s = ChatScreen(server: "h")
+        for i in 0..<30 { s.append(.init(style: .general, text: "line \(i)")) }
+        _ = s.render(width: 30, height: 7)
+        s.pageUp()
+        let before = s.render(width: 30, height: 7).rows.prefix(5).map { String($0.map(\.character)) }
+        s.append(.init(style: .general, text: "line 30"))
+        let after = s.render(width: 30, height: 7).rows.prefix(5).map { String($0.map(\.character)) }
+        #expect(before == after, "the view stays where it was")
+        s.pageDown()
+        s.pageDown()
+        #expect(s.render(width: 30, height: 7).rows[4].map(\.character).starts(with: "line 30"))
+        s.append(.init(style: .group, text: "hey alice", mentionsMe: true), in: .group("team"))
+        s.append(.init(style: .privateMessage, text: "psst"), in: .user("bob"))
+        #expect(s.statusText.contains("[unread: @bob 1, team! 1]"), "\(s.statusText)")
+        s.switchTo(.group("team"))
+        #expect(s.statusText.contains("[unread: @bob 1]"))
+    }
+}
