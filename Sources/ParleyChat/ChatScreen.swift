@@ -60,6 +60,8 @@ public struct ChatScreen: Sendable {
     public var editor = LineEditor()
     /// Rows scrolled back from the newest (0: following new messages).
     public private(set) var scrollBack = 0
+    /// Lines that arrived while scrolled back (shown in the status line).
+    public private(set) var newBelow = 0
     public let maxLines: Int
     /// The width of the last render, to keep the view still when lines arrive while scrolled back.
     private var lastWidth = 80
@@ -80,7 +82,10 @@ public struct ChatScreen: Sendable {
             if line.mentionsMe { mentioned.insert(conversation) }
         }
         lines.append(line)
-        if scrollBack > 0 { scrollBack += Self.wrap(line, width: lastWidth).count }
+        if scrollBack > 0 {
+            scrollBack += Self.wrap(line, width: lastWidth).count
+            newBelow += 1
+        }
         if lines.count > maxLines { lines.removeFirst(lines.count - maxLines) }
     }
 
@@ -102,18 +107,21 @@ public struct ChatScreen: Sendable {
 
     public mutating func pageDown() {
         scrollBack = max(0, scrollBack - max(1, lastPaneHeight - 1))
+        if scrollBack == 0 { newBelow = 0 }
     }
 
     /// The status line's text: server, user, connection, current conversation, unread counts
     /// (with `!` where the user was mentioned), scroll position.
     public var statusText: String {
-        var parts = ["[\(server)]", username.isEmpty ? "" : "[\(username)]", "[\(connection)]", "[to: \(current)]"]
+        // Most urgent first: a narrow terminal cuts the line's end.
+        var parts = ["[\(connection)]", "[to: \(current)]"]
         let others = unread.filter { $0.value > 0 }.sorted { $0.key.description < $1.key.description }
         if !others.isEmpty {
             parts.append("[unread: " + others.map { "\($0.key)\(mentioned.contains($0.key) ? "!" : "") \($0.value)" }.joined(separator: ", ") + "]")
         }
-        if scrollBack > 0 { parts.append("[scrolled back: PgDn]") }
-        return parts.filter { !$0.isEmpty }.joined(separator: " ")
+        if scrollBack > 0 { parts.append(newBelow > 0 ? "[scrolled back, \(newBelow) new: PgDn]" : "[scrolled back: PgDn]") }
+        parts.append(username.isEmpty ? "[\(server)]" : "[\(username)@\(server)]")
+        return parts.joined(separator: " ")
     }
 
     /// The screen as a grid of `height` rows of `width` cells, and where the cursor goes.
@@ -131,6 +139,7 @@ public struct ChatScreen: Sendable {
             if rows.count >= needed { break }
         }
         scrollBack = min(scrollBack, max(0, rows.count - paneHeight))
+        if scrollBack == 0 { newBelow = 0 }
         let end = rows.count - scrollBack
         var pane = Array(rows[max(0, end - paneHeight)..<max(0, end)])
         while pane.count < paneHeight { pane.insert(Self.row([], width: width), at: 0) }

@@ -4,6 +4,9 @@ import Glibc
 #endif
 import ParleyChat
 
+/// The terminal settings to restore from a crash handler (which can capture nothing).
+nonisolated(unsafe) private var crashSaved = termios()
+
 /// The thin terminal layer of `parley chat`: raw mode (restored on exit, crash or signal), the
 /// alternate screen, the size, key bytes from standard input, and drawing only the rows that
 /// changed since the last frame.
@@ -34,6 +37,18 @@ final class Terminal: @unchecked Sendable {
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &t)
         raw = true
         Terminal.shared = self
+        crashSaved = saved
+        // A crash (a Swift trap is SIGILL or SIGTRAP) must not leave the terminal raw: restore it
+        // from the signal handler (tcsetattr and write are async-signal-safe), then die as before.
+        for sig in [SIGILL, SIGTRAP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE] {
+            signal(sig) { number in
+                _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &crashSaved)
+                let reset: StaticString = "\u{1B}[0m\u{1B}[?25h\u{1B}[?1049l"
+                _ = Glibc.write(STDOUT_FILENO, reset.utf8Start, reset.utf8CodeUnitCount)
+                signal(number, SIG_DFL)
+                raise(number)
+            }
+        }
         write("\u{1B}[?1049h\u{1B}[H\u{1B}[2J")
     }
 

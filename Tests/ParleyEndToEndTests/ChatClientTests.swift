@@ -1,0 +1,263 @@
+import Foundation
+import ParleyClient
+import ParleyCore
+import Testing
+
+/// A terminal program in tmux: a private server socket, a fixed size, an explicit environment.
+final class TmuxSession: Sendable {
+    let socket = "parley-test-" + UUID().uuidString.prefix(8)
+    let name = "chat"
+
+    static let spawning = NSLock()
+
+    static var available: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") }
+
+    init(width: Int = 80, height: Int = 20, command: [String], environment: [String: String]) throws {
+        let env = ["PATH=/usr/bin:/bin", "TERM=xterm-256color", "HOME=" + NSTemporaryDirectory(), "LANG=C.UTF-8"]
+            + environment.map { "\($0.key)=\($0.value)" }
+        // The tmux server started here must not inherit a pipe (its reader would wait forever).
+        try tmux(["-f", "/dev/null", "new-session", "-d", "-x", "\(width)", "-y", "\(height)", "-s", name, "/usr/bin/env", "-i"] + env + command,
+                 output: false)
+        try tmux(["set-option", "-t", name, "remain-on-exit", "on"], output: false)
+    }
+
+    /// Runs tmux with `arguments` (posix_spawn and waitpid: Foundation's `Process` does not
+    /// reliably see its children exit when waited for from many tasks at once).
+    @discardableResult
+    func tmux(_ arguments: [String], output: Bool = true) throws -> String {
+        var argv = ["/usr/bin/tmux", "-L", socket] + arguments
+        if arguments.contains("new-session") {
+            // The tmux server lives on after this call: it must not inherit the test process's
+            // descriptors (a server's listening socket would keep its port taken).
+            argv = ["/usr/bin/python3", "-c", "import os,sys; os.closerange(3, 1 << 16); os.execv('/usr/bin/tmux', ['tmux'] + sys.argv[1:])"]
+                + argv.dropFirst()
+        }
+        var fds: [Int32] = [0, 0]
+        // Close-on-exec, so a tmux server forked by another test's spawn never holds this pipe open.
+        // One spawn at a time, with close-on-exec pipes: a tmux server forked by another test's
+        // spawn must never hold this pipe open (its read would never end).
+        Self.spawning.lock()
+        defer { Self.spawning.unlock() }
+        guard pipe(&fds) == 0 else { throw ParleyClient.ClientError.closed }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        if output {
+            posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        } else {
+            // The tmux server started by new-session must not inherit the pipe.
+            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        }
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        var pid: pid_t = 0
+        let cArgs = argv.map { strdup($0) } + [nil]
+        defer { for p in cArgs { free(p) } }
+        let spawned = posix_spawn(&pid, argv[0], &actions, nil, cArgs, environ)
+        close(fds[1])
+        defer { close(fds[0]) }
+        guard spawned == 0 else { throw ParleyClient.ClientError.closed }
+        var data = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fds[0], &buffer, buffer.count)
+            if n <= 0 { break }
+            data += buffer[0..<n]
+        }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func type(_ text: String) throws { try tmux(["send-keys", "-t", name, "-l", text], output: false) }
+    func press(_ keys: String...) throws { try tmux(["send-keys", "-t", name] + keys, output: false) }
+    var screen: String { (try? tmux(["capture-pane", "-p", "-t", name])) ?? "" }
+    var lines: [String] { screen.components(separatedBy: "\n") }
+    func resize(width: Int, height: Int) throws { try tmux(["resize-window", "-t", name, "-x", "\(width)", "-y", "\(height)"], output: false) }
+    var exited: Bool { (try? tmux(["display-message", "-p", "-t", name, "#{pane_dead}"]))?.hasPrefix("1") == true }
+    /// Whether the pane shows the terminal's alternate screen (a full-screen program's).
+    var alternateScreen: Bool { (try? tmux(["display-message", "-p", "-t", name, "#{alternate_on}"]))?.hasPrefix("1") == true }
+
+    /// Waits until the screen shows `text`.
+    func waitFor(_ text: String, timeout: Double = 20) async throws {
+        try await eventually("the screen to show \"\(text)\"", timeout: timeout) { self.screen.contains(text) }
+    }
+
+    func kill() { _ = try? tmux(["kill-server"], output: false) }
+}
+
+@Suite("End to end: parley chat", .timeLimit(.minutes(3)), .enabled(if: TmuxSession.available))
+struct ChatClientTests {
+    static var parley: String { ProcessTests.executable.path }
+
+    static func chat(_ s: TestServer, user: String, extra: [String] = [], width: Int = 80, height: Int = 20) throws -> TmuxSession {
+        try TmuxSession(width: width, height: height, command: [parley, "chat", "--port", "\(s.port)", "--user", user] + extra,
+                        environment: ["PARLEY_PASSWORD": TestServer.password])
+    }
+
+    @Test("two users talk in general, privately and in a group; a message arriving mid-typing leaves the typed text intact; help, a bad command, Tab")
+    func talk() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        try await s.register("alice")
+        try await s.register("bob")
+        let alice = try Self.chat(s, user: "alice")
+        defer { alice.kill() }
+        let bob = try Self.chat(s, user: "bob")
+        defer { bob.kill() }
+        try await alice.waitFor("[connected]")
+        try await bob.waitFor("[connected]")
+        #expect(alice.alternateScreen)
+        try alice.type("hello bob"); try alice.press("Enter")
+        try await bob.waitFor("alice: hello bob")
+        // bob is half-way through a line when alice's private message arrives.
+        try bob.type("half a thou")
+        try alice.type("/pm bob psst"); try alice.press("Enter")
+        try await bob.waitFor("(PM) alice: psst")
+        #expect(bob.lines.last { $0.hasPrefix("[general]") } == "[general] half a thou", "the input line is untouched")
+        try bob.type("ght"); try bob.press("Enter")
+        try await alice.waitFor("bob: half a thought")
+        // A group: created, joined, used.
+        try alice.type("/cg team"); try alice.press("Enter")
+        try await alice.waitFor("created group team")
+        try bob.type("/jg team"); try bob.press("Enter")
+        try await alice.waitFor("bob joined team")
+        try bob.type("/gc team for the team"); try bob.press("Enter")
+        try await alice.waitFor("(team) bob: for the team")
+        // Help, a bad command, Tab completion.
+        try alice.type("/help"); try alice.press("Enter")
+        try await alice.waitFor("/listg — list my groups")
+        try alice.type("/nonsense"); try alice.press("Enter")
+        try await alice.waitFor("unknown command /nonsense; /help lists the commands")
+        try alice.type("/lis"); try alice.press("Tab")
+        try await alice.waitFor("[general] /listg")
+        try alice.press("Enter")
+        try await alice.waitFor("your groups: team")
+        try alice.type("/to b"); try alice.press("Tab")
+        try await alice.waitFor("[general] /to bob")
+        try alice.press("Enter")
+        try await alice.waitFor("[to: @bob]")
+        // Quitting restores the terminal: the alternate screen is gone and the exit status is 0.
+        try alice.press("C-c")
+        try await eventually("the client to exit") { alice.exited }
+        #expect(!alice.alternateScreen, "the terminal is back on its normal screen")
+        #expect(!alice.screen.contains("[connected]"), "the chat screen is gone: \(alice.screen)")
+        await s.stop()
+    }
+
+    @Test("scrollback with PageUp/PageDown holds still while messages arrive; a resize redraws; long and wide text wraps")
+    func scrollAndResize() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let writer = try await s.user("writer")
+        try await s.register("reader")
+        let reader = try Self.chat(s, user: "reader", width: 60, height: 12)
+        defer { reader.kill() }
+        try await reader.waitFor("[connected]")
+        for i in 0..<30 { try await writer.send("line \(i)") }
+        try await reader.waitFor("writer: line 29")
+        try reader.press("PPage")
+        try await reader.waitFor("[scrolled back: PgDn]")
+        let view = reader.lines.prefix(10)
+        #expect(!view.contains { $0.contains("line 29") })
+        try await writer.send("line 30")
+        try await reader.waitFor("[scrolled back, 1 new: PgDn]")
+        #expect(reader.lines.prefix(10) == view, "the view does not move")
+        try reader.press("NPage"); try reader.press("NPage")
+        try await reader.waitFor("writer: line 30")
+        try reader.resize(width: 30, height: 10)
+        try await writer.send("日本語のテキストがここで折り返される長い行です")
+        try await eventually("the wide line wrapped at 30 columns") {
+            reader.lines.contains { $0.contains("writer: 日本") } && reader.lines.allSatisfy { $0.count <= 30 }
+        }
+        await writer.close()
+        await s.stop()
+    }
+
+    @Test("after a server restart the client reconnects and shows what was missed, once")
+    func reconnect() async throws {
+        let directory = NSTemporaryDirectory() + "parley-chat-" + UUID().uuidString
+        let s = try await TestServer.start(directory: directory)
+        let alice = try await s.user("alice")
+        try await s.register("bob")
+        let bob = try Self.chat(s, user: "bob")
+        defer { bob.kill() }
+        try await bob.waitFor("[connected]")
+        try await alice.send("before the restart")
+        try await bob.waitFor("alice: before the restart")
+        await alice.close()
+        await s.stop()
+        try await bob.waitFor("reconnecting")
+        // The port is free once the old connections have closed on both sides.
+        let restarted = try await Self.restart(directory: directory, port: s.port)
+        defer { restarted.removeData() }
+        let alice2 = try await restarted.user("alice", register: false)
+        try await alice2.send("while bob was away")
+        try await bob.waitFor("alice: while bob was away", timeout: 40)
+        try await bob.waitFor("[connected]")
+        let screen = bob.screen
+        #expect(screen.components(separatedBy: "alice: before the restart").count == 2, "shown once: \(screen)")
+        #expect(screen.components(separatedBy: "alice: while bob was away").count == 2, "shown once: \(screen)")
+        await alice2.close()
+        await restarted.stop()
+    }
+
+    static func restart(directory: String, port: Int) async throws -> TestServer {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            do {
+                return try await TestServer.start(directory: directory) { $0.port = port }
+            } catch where ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    @Test("line mode: commands piped in, one plain line per event, the exit status says whether all succeeded; as a guest too")
+    func lineMode() async throws {
+        let s = try await TestServer.start { $0.guests = true }
+        defer { s.removeData() }
+        let bob = try await s.user("bob")
+        func run(_ input: String, _ arguments: [String], password: Bool = true) async throws -> (String, Int32) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.parley)
+            process.arguments = ["chat", "--port", "\(s.port)"] + arguments
+            var env = ["PATH": "/usr/bin:/bin"]
+            if password { env["PARLEY_PASSWORD"] = TestServer.password }
+            process.environment = env
+            let stdin = Pipe(), stdout = Pipe()
+            process.standardInput = stdin
+            process.standardOutput = stdout
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+            let output = await Task.detached { String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
+            await Task.detached { process.waitUntilExit() }.value
+            return (output, process.terminationStatus)
+        }
+        let (out, status) = try await run("/pm bob hi bob\n/cg team\n/listg\nin general\n/quit\n", ["--user", "alice", "--register"])
+        #expect(status == 0, "\(out)")
+        let lines = out.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasSuffix("(PM to bob) alice: hi bob") })
+        #expect(lines.contains("created group team"))
+        #expect(lines.contains("your groups: team (1, owner alice)"))
+        #expect(lines.contains { $0.hasSuffix(" alice: in general") })
+        #expect(!out.contains("\u{1B}"), "no escape codes in line mode")
+        _ = try await bob.nextMessage { $0.text == "hi bob" }
+        // A failing command makes the exit status non-zero.
+        let (bad, badStatus) = try await run("/jg nowhere\n", ["--user", "alice"])
+        #expect(badStatus == 1)
+        #expect(bad.contains("there is no group 'nowhere'"))
+        // A guest gets the name the server gives and can talk.
+        let (guest, guestStatus) = try await run("hello as a guest\n", ["--guest", "--user", "bob"], password: false)
+        #expect(guestStatus == 0)
+        #expect(guest.contains("bob2: hello as a guest"), "\(guest)")
+        await bob.close()
+        await s.stop()
+    }
+}
