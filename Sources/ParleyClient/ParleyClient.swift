@@ -135,6 +135,7 @@ public final class ParleyClient: Sendable {
     public func reconnect(timeout: Double = 10) async throws -> ParleyClient {
         guard let login = lastLogin.withLock({ $0 }) else { throw ClientError.closed }
         try? await channel.close()
+        try? await ownsGroup?.shutdownGracefully()
         let client = try await ParleyClient.connect(host: address.host, port: address.port, timeout: timeout, group: address.group, from: address.source)
         // Nothing taken yet: the server's stored read position is the better start.
         let since: Int64? = newestTaken > 0 ? newestTaken : nil

@@ -193,7 +193,7 @@ struct ChatClientTests {
         await s.stop()
         try await bob.waitFor("reconnecting")
         // The port is free once the old connections have closed on both sides.
-        let restarted = try await Self.restart(directory: directory, port: s.port)
+        let restarted = try await TestServer.restart(directory: directory, port: s.port)
         defer { restarted.removeData() }
         let alice2 = try await restarted.user("alice", register: false)
         try await alice2.send("while bob was away")
@@ -204,17 +204,6 @@ struct ChatClientTests {
         #expect(screen.components(separatedBy: "alice: while bob was away").count == 2, "shown once: \(screen)")
         await alice2.close()
         await restarted.stop()
-    }
-
-    static func restart(directory: String, port: Int) async throws -> TestServer {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
-            do {
-                return try await TestServer.start(directory: directory) { $0.port = port }
-            } catch where ContinuousClock.now < deadline {
-                try await Task.sleep(for: .milliseconds(100))
-            }
-        }
     }
 
     @Test("line mode: commands piped in, one plain line per event, the exit status says whether all succeeded; as a guest too")

@@ -119,7 +119,7 @@ struct ReplayTests {
         // Across a restart of the server.
         await alice.close()
         await s.stop()
-        let restarted = try await TestServer.start(directory: directory) { $0.port = s.port }
+        let restarted = try await TestServer.restart(directory: directory, port: s.port)
         defer { restarted.removeData() }
         let alice2 = try await restarted.user("alice", register: false)
         let after = try await alice2.send("after the restart")
