@@ -211,17 +211,17 @@ struct ChatClientTests {
         let s = try await TestServer.start { $0.guests = true }
         defer { s.removeData() }
         let bob = try await s.user("bob")
-        func run(_ input: String, _ arguments: [String], password: Bool = true) async throws -> (String, Int32) {
+        func run(_ input: String, _ arguments: [String], password: Bool = true, port: Int? = nil) async throws -> (String, Int32) {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: Self.parley)
-            process.arguments = ["chat", "--port", "\(s.port)"] + arguments
+            process.arguments = ["chat", "--port", "\(port ?? s.port)"] + arguments
             var env = ["PATH": "/usr/bin:/bin"]
             if password { env["PARLEY_PASSWORD"] = TestServer.password }
             process.environment = env
             let stdin = Pipe(), stdout = Pipe()
             process.standardInput = stdin
             process.standardOutput = stdout
-            process.standardError = FileHandle.nullDevice
+            process.standardError = stdout
             try process.run()
             stdin.fileHandleForWriting.write(Data(input.utf8))
             try stdin.fileHandleForWriting.close()
@@ -246,6 +246,11 @@ struct ChatClientTests {
         let (guest, guestStatus) = try await run("hello as a guest\n", ["--guest", "--user", "bob"], password: false)
         #expect(guestStatus == 0)
         #expect(guest.contains("bob2: hello as a guest"), "\(guest)")
+        #expect(guest.contains("You are bob2 (guest)."))
+        // Nobody listening: a clear message and a non-zero status.
+        let (refused, refusedStatus) = try await run("", ["--user", "alice"], port: 1)
+        #expect(refusedStatus == 1)
+        #expect(refused.contains("Could not connect to 127.0.0.1:1: connection refused"), "\(refused)")
         await bob.close()
         await s.stop()
     }
