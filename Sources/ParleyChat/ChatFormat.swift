@@ -32,8 +32,9 @@ public enum ChatFormat {
             style = .privateMessage
         }
         let mentions = message.from.lowercased() != me.lowercased() && !me.isEmpty
-            && message.text.range(of: me, options: .caseInsensitive) != nil
-        return ChatScreen.Line(style: style, text: "\(time) \(prefix)\(message.from): \(message.text)", mentionsMe: mentions)
+        let text = "\(time) \(prefix)\(message.from): \(message.text)"
+        let marks = ChatScreen.highlighted(Array(message.text), name: me)
+        return ChatScreen.Line(style: style, text: text, mentionsMe: mentions && marks.contains(true), highlight: mentions ? me : nil)
     }
 
     nonisolated(unsafe) static let parser: ISO8601DateFormatter = {

@@ -40,13 +40,16 @@ public struct ChatScreen: Sendable {
     public struct Line: Sendable, Equatable {
         public var style: Style
         public var text: String
-        /// The user's own name is mentioned: highlighted.
+        /// The user's own name is mentioned (counted for the status line's marker).
         public var mentionsMe = false
+        /// The name to highlight where it appears (the user's own, in others' messages).
+        public var highlight: String?
 
-        public init(style: Style, text: String, mentionsMe: Bool = false) {
+        public init(style: Style, text: String, mentionsMe: Bool = false, highlight: String? = nil) {
             self.style = style
             self.text = text
             self.mentionsMe = mentionsMe
+            self.highlight = highlight
         }
     }
 
@@ -177,18 +180,41 @@ public struct ChatScreen: Sendable {
         return row
     }
 
+    /// Which characters belong to an occurrence of `name` (case-insensitive, as a whole word).
+    static func highlighted(_ characters: [Character], name: String?) -> [Bool] {
+        var marks = Array(repeating: false, count: characters.count)
+        guard let name, !name.isEmpty else { return marks }
+        let needle = Array(name.lowercased())
+        let lower = characters.map { Character($0.lowercased()) }
+        var i = 0
+        while i + needle.count <= lower.count {
+            let before = i == 0 || !(lower[i - 1].isLetter || lower[i - 1].isNumber)
+            let afterIndex = i + needle.count
+            let after = afterIndex == lower.count || !(lower[afterIndex].isLetter || lower[afterIndex].isNumber)
+            if before, after, Array(lower[i..<afterIndex]) == needle {
+                for j in i..<afterIndex { marks[j] = true }
+                i = afterIndex
+            } else {
+                i += 1
+            }
+        }
+        return marks
+    }
+
     /// A line as rows of `width` cells: wrapped at the width (never splitting a wide character),
-    /// on newlines too; the user's own name highlighted where it is mentioned.
+    /// on newlines too; the user's own name highlighted where it appears.
     static func wrap(_ line: Line, width: Int) -> [[Cell]] {
         var rows: [[Cell]] = []
         var current: [Cell] = []
-        for character in line.text {
+        let characters = Array(line.text)
+        let marked = highlighted(characters, name: line.highlight)
+        for (index, character) in characters.enumerated() {
             if character == "\n" {
                 rows.append(row(current, width: width))
                 current = [Cell(character: " ", style: line.style), Cell(character: " ", style: line.style)]
                 continue
             }
-            let cells = Self.cells(character, style: line.mentionsMe ? .mention : line.style)
+            let cells = Self.cells(character, style: marked[index] ? .mention : line.style)
             if current.count + cells.count > width {
                 rows.append(row(current, width: width))
                 current = []

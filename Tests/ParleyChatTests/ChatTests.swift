@@ -105,6 +105,16 @@ struct ChatTests {
         #expect(cursor.row == 7 && cursor.column == 15)
     }
 
+    @Test("the user's own name is highlighted where it appears as a word, nothing else")
+    func mentionHighlight() {
+        var s = ChatScreen(server: "h")
+        s.append(.init(style: .general, text: "bob: hi Alice, alicent is here", mentionsMe: true, highlight: "alice"))
+        let row = s.render(width: 40, height: 3).rows[0]
+        let marked = String(row.filter { $0.style == .mention }.map(\.character))
+        #expect(marked == "Alice")
+        #expect(row.first?.style == .general)
+    }
+
     @Test("scrolled back, new messages do not move the view; unread counts and mentions for other conversations")
     func scrollback() {
         var s = ChatScreen(server: "h")
