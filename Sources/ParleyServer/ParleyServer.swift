@@ -160,7 +160,8 @@ public final class ParleyServer: Service, Sendable {
         try? await threadPool.shutdownGracefully()
         await eachLoop()
         // Everything accepted is stored; acknowledgements and deliveries are written.
-        await flushCommits()
+        let commits = self.commits
+        await Self.offCooperativeThreads { commits.flush() }
         await eachLoop()
         let open = connections.withLock { Array($0.open.values) }
         let listeners = self.listeners
@@ -171,13 +172,7 @@ public final class ParleyServer: Service, Sendable {
             try? await channel.closeFuture.get()
         }
         // Each closed session queued its read position; write everything that is pending.
-        let commits = self.commits
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                commits.close()
-                done.resume()
-            }
-        }
+        await Self.offCooperativeThreads { commits.close() }
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }
@@ -189,12 +184,12 @@ public final class ParleyServer: Service, Sendable {
         }
     }
 
-    /// Waits, off the cooperative threads, until everything queued for storage is stored.
-    private func flushCommits() async {
-        let commits = self.commits
+    /// Runs blocking `body` (waiting for the commit queue) on a dispatch thread, not on one of
+    /// Swift concurrency's cooperative threads, and returns when it is done.
+    private static func offCooperativeThreads(_ body: @escaping @Sendable () -> Void) async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
-                commits.flush()
+                body()
                 done.resume()
             }
         }
