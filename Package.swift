@@ -21,6 +21,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird-auth", from: "2.5.0"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-crypto", "3.0.0"..<"5.0.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/adam-fowler/compress-nio", from: "1.5.0"),
     ],
     targets: [
         .target(
@@ -56,7 +59,12 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "HummingbirdBcrypt", package: "hummingbird-auth"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "CompressNIO", package: "compress-nio"),
             ],
+            resources: [.copy("Web")],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -115,7 +123,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ParleyEndToEndTests",
-            dependencies: ["ParleyServer", "ParleyClient", "ParleyWire", "ParleyStore", "ParleyTestSupport"],
+            dependencies: ["ParleyServer", "ParleyClient", "ParleyWire", "ParleyStore", "ParleyTestSupport", .product(name: "CompressNIO", package: "compress-nio")],
             swiftSettings: swiftSettings
         ),
     ]

@@ -23,6 +23,12 @@ protocol Listener: Sendable {
     func bind(hub: Hub, group: any EventLoopGroup, admit: @escaping @Sendable (any Channel) -> ParleyError?, logger: Logger) async throws -> any Channel
     /// Says goodbye to one of its connections at shutdown (on the channel's loop).
     func farewell(_ channel: any Channel, message: String)
+    /// Stops what the listener runs besides its channels (after every connection has closed).
+    func stop() async
+}
+
+extension Listener {
+    func stop() async {}
 }
 
 /// The native protocol's listener: length-prefixed JSON over TCP.
@@ -81,7 +87,7 @@ struct NativeListener: Listener {
         let error: ParleyError
         init(error: ParleyError) { self.error = error }
         func channelActive(context: ChannelHandlerContext) {
-            NativeConnection.closeWithError(context.channel, error)
+            NativeSink.closeWithError(context.channel, error)
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
     }

@@ -51,8 +51,12 @@ public final class ParleyServer: Service, Sendable {
         threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         passwords = PasswordChecks(threads: System.coreCount, limit: configuration.maxPasswordChecks)
-        listeners = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration)]
         do {
+            var listeners: [any Listener] = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration)]
+            if let httpPort = configuration.httpPort {
+                listeners.append(try WebListener(host: configuration.host, port: httpPort, configuration: configuration))
+            }
+            self.listeners = listeners
             let storage = try storage ?? SQLiteStore(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
             self.storage = storage
             commits = CommitQueue(writer: storage, lastMessageID: try storage.lastMessageID(), logger: logger)
@@ -69,7 +73,7 @@ public final class ParleyServer: Service, Sendable {
     /// The port the native listener is bound to, once started.
     public var port: Int? { port(of: "native") }
 
-    /// The port of the listener named `name` (`native`), once started.
+    /// The port of the listener named `name` (`native`, `http`), once started.
     public func port(of name: String) -> Int? { bound.withLock { $0[name]?.localAddress?.port } }
 
     /// Binds every listener.
@@ -173,6 +177,7 @@ public final class ParleyServer: Service, Sendable {
         }
         // Each closed session queued its read position; write everything that is pending.
         await Self.offCooperativeThreads { commits.close() }
+        for listener in listeners { await listener.stop() }
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }

@@ -13,6 +13,7 @@ extension ServerConfiguration {
         "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
         "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_FRAME_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
         "PARLEY_MAX_CONNECTIONS", "PARLEY_MAX_CONNECTIONS_PER_ADDRESS", "PARLEY_MAX_PASSWORD_CHECKS", "PARLEY_MAX_COMMIT_BACKLOG",
+        "PARLEY_HTTP_PORT", "PARLEY_ALLOWED_ORIGINS", "PARLEY_TRUSTED_PROXIES",
     ]
 
     /// The defaults overridden by `PARLEY_*` variables (see README and `docs/parley.env.example`).
@@ -63,6 +64,18 @@ extension ServerConfiguration {
         maxConnectionsPerAddress = try int("PARLEY_MAX_CONNECTIONS_PER_ADDRESS") ?? maxConnectionsPerAddress
         maxPasswordChecks = try int("PARLEY_MAX_PASSWORD_CHECKS") ?? maxPasswordChecks
         maxCommitBacklog = try int("PARLEY_MAX_COMMIT_BACKLOG") ?? maxCommitBacklog
+        if let raw = env["PARLEY_HTTP_PORT"] {
+            if ["off", "no", "none", ""].contains(raw.lowercased()) {
+                httpPort = nil
+            } else {
+                httpPort = try int("PARLEY_HTTP_PORT")
+            }
+        }
+        func list(_ key: String) -> [String]? {
+            env[key].map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        }
+        allowedOrigins = list("PARLEY_ALLOWED_ORIGINS") ?? allowedOrigins
+        trustedProxies = list("PARLEY_TRUSTED_PROXIES") ?? trustedProxies
     }
 
     /// The one place settings are combined, used by `parley serve` and the tests alike: the
@@ -93,6 +106,10 @@ extension ServerConfiguration {
     public func validate() throws {
         guard limits.maxFrameSize >= 1024 else { throw InvalidSetting(description: "the maximum frame size must be at least 1024 bytes") }
         guard (0...65535).contains(port) else { throw InvalidSetting(description: "the port must be 0-65535") }
+        if let httpPort, !(0...65535).contains(httpPort) { throw InvalidSetting(description: "the HTTP port must be 0-65535") }
+        if let origin = allowedOrigins.first(where: { !($0.hasPrefix("http://") || $0.hasPrefix("https://")) || $0.hasSuffix("/") }) {
+            throw InvalidSetting(description: "an allowed origin is a scheme and host like https://chat.example.com, not '\(origin)'")
+        }
         guard (4...31).contains(bcryptCost) else { throw InvalidSetting(description: "the bcrypt cost must be 4-31") }
         guard limits.maxTextBytes >= 1, limits.maxTextBytes <= limits.maxFrameSize - 512 else {
             throw InvalidSetting(description: "the text limit in bytes must be positive and at least 512 bytes under the frame size")

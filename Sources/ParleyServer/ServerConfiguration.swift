@@ -51,6 +51,15 @@ public struct ServerConfiguration: Sendable {
     public var maxCommitBacklog = 65_536
     /// Seconds between writes of a moving read position (a crash replays at most about this much).
     public var readPositionInterval: Double = 1
+    /// Port for HTTP (the browser client at `/`, WebSocket at `/ws`); 0 picks a free one; `nil`
+    /// turns HTTP off.
+    public var httpPort: Int? = 8080
+    /// Origins (`https://chat.example.com`) whose pages may open a WebSocket, besides the
+    /// server's own address (the request's `Host`): for deployments behind a proxy.
+    public var allowedOrigins: [String] = []
+    /// Addresses of reverse proxies whose `X-Forwarded-For` names the real client (for the login
+    /// throttle and the per-address connection limit). Nobody else's is believed.
+    public var trustedProxies: [String] = []
 
     public init() {}
 }

@@ -268,6 +268,7 @@ struct Bench: AsyncParsableCommand {
         environment["PARLEY_MAX_CONNECTIONS"] = "0"
         environment["PARLEY_MAX_CONNECTIONS_PER_ADDRESS"] = "0"
         environment["PARLEY_MAX_PASSWORD_CHECKS"] = "1000000"
+        environment["PARLEY_HTTP_PORT"] = "0"
         process.environment = environment
         let out = Pipe()
         process.standardOutput = out

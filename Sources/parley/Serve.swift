@@ -55,6 +55,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("max-commit-backlog"), help: "Writes waiting for the database before senders are paused [PARLEY_MAX_COMMIT_BACKLOG]. (default: 65536)")
     var maxCommitBacklog: Int?
 
+    @Option(name: .customLong("http-port"), help: "Port of HTTP: the browser client and its WebSocket; 0 picks a free one [PARLEY_HTTP_PORT]. (default: 8080)")
+    var httpPort: Int?
+    @Flag(name: .customLong("no-http"), help: "Do not serve HTTP (the browser client) [PARLEY_HTTP_PORT=off].") var noHTTP = false
+    @Option(name: .customLong("allowed-origin"), help: "An origin (https://chat.example.com) whose pages may use the WebSocket besides the server's own; repeatable [PARLEY_ALLOWED_ORIGINS, comma-separated].")
+    var allowedOrigins: [String] = []
+    @Option(name: .customLong("trusted-proxy"), help: "A reverse proxy's IP address whose X-Forwarded-For is believed; repeatable [PARLEY_TRUSTED_PROXIES, comma-separated].")
+    var trustedProxies: [String] = []
+
     /// The flags given, keyed like the environment (precedence is decided by `ServerConfiguration.resolve`).
     var flags: [String: String] {
         var f: [String: String] = [:]
@@ -80,6 +88,9 @@ struct Serve: AsyncParsableCommand {
         f["PARLEY_MAX_CONNECTIONS_PER_ADDRESS"] = maxConnectionsPerAddress.map(String.init)
         f["PARLEY_MAX_PASSWORD_CHECKS"] = maxPasswordChecks.map(String.init)
         f["PARLEY_MAX_COMMIT_BACKLOG"] = maxCommitBacklog.map(String.init)
+        f["PARLEY_HTTP_PORT"] = noHTTP ? "off" : httpPort.map(String.init)
+        f["PARLEY_ALLOWED_ORIGINS"] = allowedOrigins.isEmpty ? nil : allowedOrigins.joined(separator: ",")
+        f["PARLEY_TRUSTED_PROXIES"] = trustedProxies.isEmpty ? nil : trustedProxies.joined(separator: ",")
         return f
     }
 
@@ -107,6 +118,10 @@ struct Serve: AsyncParsableCommand {
         let server = try ParleyServer(configuration: configuration, logger: logger)
         let port = try await server.start()
         Console.line("parley \(configuration.serverName) listening on \(configuration.host):\(port) (native protocol); data in \(configuration.dataDirectory)")
+        if let httpPort = server.port(of: "http") {
+            let shown = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
+            Console.line("browser client: http://\(shown == "0.0.0.0" ? "localhost" : shown):\(httpPort)/")
+        }
         let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

@@ -30,6 +30,8 @@ struct ConfigurationTests {
         #expect(parsed.loginTimeout == defaults.loginTimeout)
         #expect(parsed.idleTimeout == defaults.idleTimeout)
         #expect(parsed.threads == defaults.threads)
+        #expect(parsed.httpPort == defaults.httpPort)
+        #expect(parsed.allowedOrigins == defaults.allowedOrigins && parsed.trustedProxies == defaults.trustedProxies)
     }
 
     @Test("settings override defaults; bad values are named")

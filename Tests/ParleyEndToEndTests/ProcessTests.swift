@@ -17,7 +17,7 @@ struct ProcessTests {
     /// - Parameter fileLimit: run it under `prlimit` with this many file descriptors.
     static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:]) async throws -> (Process, Int) {
         let process = Process()
-        let arguments = ["serve", "--port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", "warning"]
+        let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", "warning"]
         if let fileLimit {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
             process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", Self.executable.path] + arguments

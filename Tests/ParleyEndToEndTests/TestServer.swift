@@ -21,6 +21,7 @@ final class TestServer: Sendable {
         configuration.port = 0
         configuration.dataDirectory = directory ?? NSTemporaryDirectory() + "parley-e2e-" + UUID().uuidString
         configuration.bcryptCost = 4
+        configuration.httpPort = nil  // WebSocket tests ask for one (port 0)
         configure(&configuration)
         var logger = Logger(label: "parley-test")
         logger.logLevel = .warning

@@ -7,7 +7,7 @@ import ParleyWire
 /// storage) or the connection (too many requests awaiting answers) asks for it.
 /// Thread safety: `Sendable`; the pause reasons live in a `NIOLoopBoundBox`, and the channel is
 /// called on its loop only.
-final class NativeSink: SessionSink {
+final class NativeSink: ConnectionSink {
     let channel: any Channel
     var eventLoop: any EventLoop { channel.eventLoop }
     var format: WireFormat { .native }
@@ -49,7 +49,17 @@ final class NativeSink: SessionSink {
     func setReading(_ reading: Bool) { updatePause { $0.bySession = !reading } }
 
     func close(with error: ParleyError) {
-        NativeConnection.closeWithError(channel, error)
+        Self.closeWithError(channel, error)
+    }
+
+    /// Writes an error frame and closes the connection once it is written (or after 2 s).
+    static func closeWithError(_ channel: any Channel, _ error: ParleyError) {
+        let frame = ServerFrame.error(error).frame(allocator: channel.allocator)
+        let timer = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        channel.writeAndFlush(frame).whenComplete { _ in
+            timer.cancel()
+            channel.close(promise: nil)
+        }
     }
 }
 

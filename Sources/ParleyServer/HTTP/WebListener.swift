@@ -1,0 +1,236 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOPosix
+import ParleyCore
+import ParleyWire
+
+/// The HTTP front door (Hummingbird 2 on the server's own event loops): `/` serves the browser
+/// client from memory (ETag, gzip, a strict Content-Security-Policy), and `/ws` upgrades to a
+/// WebSocket that carries the native protocol's JSON, one request or event per text message.
+/// Behind the upgrade a WebSocket connection is a ``Connection`` with a ``WebSocketSink``: the
+/// same state machine, limits, sessions and fan-out as a native connection.
+/// Thread safety: `Sendable`; its mutable parts are behind locks.
+struct WebListener: Listener {
+    let name = "http"
+    let host: String
+    let port: Int
+    let configuration: ServerConfiguration
+    let assets: WebAssets
+    /// Open WebSocket connections by channel (for the farewell at shutdown) and the running app.
+    private let runtime = Runtime()
+
+    final class Runtime: Sendable {
+        let sockets = Locked<[ObjectIdentifier: WebSocketSink]>([:])
+        let task = Locked<Task<Void, Never>?>(nil)
+    }
+
+    init(host: String, port: Int, configuration: ServerConfiguration) throws {
+        self.host = host
+        self.port = port
+        self.configuration = configuration
+        self.assets = try WebAssets()
+    }
+
+    static let contentSecurityPolicy = [
+        "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+        "connect-src 'self'", "manifest-src 'self'", "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",
+    ].joined(separator: "; ")
+
+    func bind(hub: Hub, group: any EventLoopGroup, admit: @escaping @Sendable (any Channel) -> ParleyError?, logger: Logger) async throws -> any Channel {
+        let router = Router()
+        let assets = self.assets
+        for path in assets.assets.keys {
+            router.get(RouterPath(path)) { request, _ -> Response in
+                Self.respond(assets.assets[path]!, to: request)
+            }
+        }
+        let allowed = Set(configuration.allowedOrigins)
+        router.get("/ws") { request, _ -> Response in
+            // Reached only when the upgrade was declined: say why.
+            if !Self.originAllowed(request.headers, authority: request.head.authority, allowed: allowed) {
+                return Self.text(.forbidden, "this page's origin may not open a WebSocket here\n")
+            }
+            return Self.text(.badRequest, "/ws is a WebSocket endpoint: connect with a WebSocket client\n")
+        }
+        var hbLogger = logger
+        hbLogger.logLevel = max(logger.logLevel, .notice)
+        let limits = configuration.limits
+        let configuration = self.configuration
+        let runtime = self.runtime
+        let server = HTTPServerBuilder.http1WebSocketUpgrade(
+            configuration: .init(
+                http1: .init(idleTimeout: .seconds(60)),
+                ws: .init(maxFrameSize: limits.maxFrameSize * 2, autoPing: .disabled, validateUTF8: false)
+            )
+        ) { head, channel, _ -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
+            guard head.path == "/ws" || head.path?.hasPrefix("/ws?") == true,
+                  Self.originAllowed(head.headerFields, authority: head.authority, allowed: allowed) else { return .dontUpgrade }
+            let address = Self.clientAddress(channel: channel, headers: head.headerFields, trusted: configuration.trustedProxies)
+            return .upgrade([:]) { inbound, _, _ in
+                await Self.serve(inbound: inbound, channel: channel, address: address, hub: hub, admit: admit,
+                                 runtime: runtime, configuration: configuration, logger: logger)
+            }
+        }
+        let running = group.next().makePromise(of: (any Channel).self)
+        let app = Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(host, port: port), serverName: nil, backlog: 4096),
+            onServerRunning: { running.succeed($0) },
+            eventLoopGroupProvider: .shared(group), logger: hbLogger)
+        let task = Task {
+            do { try await app.run() } catch { running.fail(error) }
+        }
+        runtime.task.withLock { $0 = task }
+        return try await running.futureResult.get()
+    }
+
+    /// One WebSocket connection, from the upgrade to its close.
+    private static func serve(inbound: WebSocketInboundStream, channel: any Channel, address: String, hub: Hub,
+                              admit: @escaping @Sendable (any Channel) -> ParleyError?, runtime: Runtime,
+                              configuration: ServerConfiguration, logger: Logger) async {
+        let limits = configuration.limits
+        let started: (NIOLoopBound<Connection>, WebSocketSink)? = try? await channel.eventLoop.submit {
+            let tap = WebSocketTap()
+            let operations = channel.pipeline.syncOperations
+            try operations.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))), position: .first)
+            try operations.addHandler(tap, position: .after(try operations.handler(type: IdleStateHandler.self)))
+            let sink = WebSocketSink(channel: channel, output: try operations.context(handler: tap))
+            if let refusal = admit(channel) {
+                sink.close(with: refusal)
+                return nil
+            }
+            _ = channel.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
+            let connection = Connection(hub: hub, logger: logger)
+            tap.onIdle = { connection.idle() }
+            let id = ObjectIdentifier(channel)
+            runtime.sockets.withLock { $0[id] = sink }
+            channel.closeFuture.whenComplete { _ in
+                runtime.sockets.withLock { $0[id] = nil }
+                connection.closed()
+                sink.closed()
+            }
+            connection.start(sink: sink, address: address)
+            return (NIOLoopBound(connection, eventLoop: channel.eventLoop), sink)
+        }.get()
+        guard let (bound, sink) = started else { return }
+        var message = channel.allocator.buffer(capacity: 0)
+        var kind: WebSocketDataFrame.Opcode = .text
+        do {
+            for try await frame in inbound {
+                if frame.opcode != .continuation {
+                    kind = frame.opcode
+                    message.clear()
+                }
+                if kind == .text { message.writeImmutableBuffer(frame.data) }
+                if message.readableBytes > limits.maxFrameSize {
+                    let size = message.readableBytes
+                    try await channel.eventLoop.submit {
+                        bound.value.framingFailed(ParleyError(.frameTooLarge, "a message of \(size) bytes or more is over the limit of \(limits.maxFrameSize) bytes"))
+                    }.get()
+                    // The sink closes with 1009 once the error is written; returning earlier
+                    // would have Hummingbird send a close of its own first.
+                    try? await channel.closeFuture.get()
+                    return
+                }
+                guard frame.fin else { continue }
+                let request = message
+                let paused = try await channel.eventLoop.submit { () -> Bool in
+                    let connection = bound.value
+                    switch kind {
+                    case .text where request.readableBytes == 0:
+                        connection.rejected(ParleyError(.emptyFrame, "a message must not be empty"))
+                    case .text:
+                        connection.received(request)
+                    default:
+                        connection.rejected(ParleyError(.badRequest, "send requests as WebSocket text messages, not binary"))
+                    }
+                    return sink.isPaused
+                }.get()
+                message = channel.allocator.buffer(capacity: 0)
+                if paused { await sink.waitUntilReading() }
+            }
+        } catch {
+            logger.debug("websocket closed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Says goodbye to a WebSocket connection (the `shutdown` notice, then a close with 1001);
+    /// other HTTP connections just close.
+    func farewell(_ channel: any Channel, message: String) {
+        guard let sink = runtime.sockets.withLock({ $0[ObjectIdentifier(channel)] }) else {
+            channel.close(promise: nil)
+            return
+        }
+        let notice = NativeEncoder().encode(.shutdown(message: message), allocator: channel.allocator)
+        sink.finish(with: notice, code: 1001, reason: "server shutting down", grace: .seconds(10))
+    }
+
+    func stop() async {
+        guard let task = runtime.task.withLock({ $0 }) else { return }
+        task.cancel()
+        await task.value
+    }
+
+    // MARK: HTTP
+
+    static func respond(_ asset: WebAssets.Asset, to request: Request) -> Response {
+        var headers: HTTPFields = [
+            .contentType: asset.contentType,
+            .eTag: asset.etag,
+            .cacheControl: "no-cache",
+            .vary: "Accept-Encoding",
+            .xContentTypeOptions: "nosniff",
+            HTTPField.Name("Referrer-Policy")!: "no-referrer",
+        ]
+        if asset.contentType.hasPrefix("text/html") {
+            headers[.contentSecurityPolicy] = contentSecurityPolicy
+        }
+        if let match = request.headers[.ifNoneMatch], match.split(separator: ",").contains(where: { $0.trimmingCharacters(in: .whitespaces) == asset.etag || $0 == "*" }) {
+            return Response(status: .notModified, headers: headers)
+        }
+        var body = asset.body
+        if let gzipped = asset.gzipped, acceptsGzip(request.headers[.acceptEncoding]) {
+            headers[.contentEncoding] = "gzip"
+            body = gzipped
+        }
+        headers[.contentLength] = "\(body.readableBytes)"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: body))
+    }
+
+    static func acceptsGzip(_ header: String?) -> Bool {
+        guard let header else { return false }
+        return header.split(separator: ",").contains { part in
+            let fields = part.split(separator: ";").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard fields.first?.lowercased() == "gzip" else { return false }
+            return !fields.dropFirst().contains { $0.replacingOccurrences(of: " ", with: "") == "q=0" }
+        }
+    }
+
+    static func text(_ status: HTTPResponse.Status, _ text: String) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    /// A page may open the WebSocket only from the server's own address (its `Origin` names the
+    /// `Host` it asked) or from an allowed origin. A request without `Origin` comes from a
+    /// program, not a page, and is let through: browsers always send it.
+    static func originAllowed(_ headers: HTTPFields, authority: String?, allowed: Set<String>) -> Bool {
+        guard let origin = headers[.origin] else { return true }
+        if allowed.contains(origin) { return true }
+        guard let host = authority else { return false }
+        return origin == "http://\(host)" || origin == "https://\(host)"
+    }
+
+    /// The client's IP address: the peer's, unless the peer is a trusted proxy, in which case the
+    /// last address in `X-Forwarded-For` that is not itself a trusted proxy.
+    static func clientAddress(channel: any Channel, headers: HTTPFields, trusted: [String]) -> String {
+        let peer = channel.remoteAddress?.ipAddress ?? "?"
+        guard trusted.contains(peer), let forwarded = headers[HTTPField.Name("X-Forwarded-For")!] else { return peer }
+        let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return hops.last(where: { !trusted.contains($0) }) ?? peer
+    }
+}

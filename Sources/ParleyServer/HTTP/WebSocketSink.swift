@@ -1,0 +1,168 @@
+import NIOCore
+import ParleyCore
+import ParleyWire
+
+/// The WebSocket transport's ``ConnectionSink``: the same native frames a ``NativeSink`` writes,
+/// re-framed as WebSocket text messages (one per request/event) and written straight to the
+/// socket, below Hummingbird's frame encoder. Server frames are not masked, so this is a header
+/// in place of the 4-byte length prefix; the session's coalescing into 32 KiB writes is kept.
+///
+/// Reading pauses (too many requests awaiting answers, too many sends awaiting storage) stop the
+/// loop that takes messages off the WebSocket; the socket then stops being read once NIO's small
+/// inbound buffer is full, and TCP pushes back on the client.
+/// Thread safety: `Sendable`; everything but ``eventLoop``, ``format``, ``channel`` and
+/// ``waitUntilReading()`` runs on the channel's loop.
+final class WebSocketSink: ConnectionSink {
+    let channel: any Channel
+    var eventLoop: any EventLoop { channel.eventLoop }
+    var format: WireFormat { .native }
+    /// The context of the handler nearest the socket: writes through it skip the frame encoder.
+    private let output: NIOLoopBound<ChannelHandlerContext>
+    private let state: NIOLoopBoundBox<State>
+
+    struct State {
+        var pausedBySession = false
+        var pausedByRequests = false
+        var waiting: [CheckedContinuation<Void, Never>] = []
+        var closing = false
+        var paused: Bool { pausedBySession || pausedByRequests }
+    }
+
+    /// On the channel's loop.
+    init(channel: any Channel, output: ChannelHandlerContext) {
+        self.channel = channel
+        self.output = NIOLoopBound(output, eventLoop: channel.eventLoop)
+        self.state = NIOLoopBoundBox(State(), eventLoop: channel.eventLoop)
+    }
+
+    func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
+        let context = output.value
+        context.write(NIOAny(Self.reframe(bytes, allocator: channel.allocator)), promise: written)
+        if flush { context.flush() }
+    }
+
+    var isWritable: Bool { channel.isWritable }
+
+    func setReading(_ reading: Bool) { update { $0.pausedBySession = !reading } }
+
+    func setReadingForRequests(_ reading: Bool) { update { $0.pausedByRequests = !reading } }
+
+    private func update(_ change: (inout State) -> Void) {
+        let resumed = state.withValue { s -> [CheckedContinuation<Void, Never>] in
+            change(&s)
+            guard !s.paused else { return [] }
+            defer { s.waiting = [] }
+            return s.waiting
+        }
+        for waiter in resumed { waiter.resume() }
+    }
+
+    /// Whether reading is paused now (on the loop).
+    var isPaused: Bool { state.value.paused }
+
+    /// Returns once reading is no longer paused (or the connection has closed).
+    func waitUntilReading() async {
+        await withCheckedContinuation { (resume: CheckedContinuation<Void, Never>) in
+            channel.eventLoop.execute {
+                let ready = self.state.withValue { s -> Bool in
+                    if !s.paused || !self.channel.isActive { return true }
+                    s.waiting.append(resume)
+                    return false
+                }
+                if ready { resume.resume() }
+            }
+        }
+    }
+
+    /// Called when the channel closes: nobody waits for reading any more.
+    func closed() {
+        let waiting = state.withValue { s in defer { s.waiting = [] }; return s.waiting }
+        for waiter in waiting { waiter.resume() }
+    }
+
+    func close(with error: ParleyError) {
+        let code: UInt16 = switch error.code {
+        case .frameTooLarge: 1009
+        case .tooManyConnections, .serverBusy: 1013
+        case .shuttingDown: 1001
+        default: 1008
+        }
+        finish(with: ServerFrame.error(error).frame(allocator: channel.allocator), code: code, reason: error.code.rawValue)
+    }
+
+    /// Writes `frame` (a native frame, re-framed) and a WebSocket close, then closes the
+    /// connection once they are written (or after 2 s).
+    func finish(with frame: ByteBuffer?, code: UInt16, reason: String, grace: TimeAmount = .seconds(2)) {
+        guard state.withValue({ s in defer { s.closing = true }; return !s.closing }) else { return }
+        let channel = self.channel
+        let context = output.value
+        if let frame { context.write(NIOAny(Self.reframe(frame, allocator: channel.allocator)), promise: nil) }
+        let done = channel.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(Self.closeFrame(code: code, reason: reason, allocator: channel.allocator)), promise: done)
+        let timer = channel.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
+        done.futureResult.whenComplete { _ in
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+    }
+
+    /// Native frames (each a 4-byte big-endian length and that many bytes) as WebSocket text frames.
+    static func reframe(_ native: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var input = native
+        var output = allocator.buffer(capacity: input.readableBytes + 16)
+        while let length = input.readInteger(as: UInt32.self), let payload = input.readSlice(length: Int(length)) {
+            writeHeader(opcode: 0x1, length: payload.readableBytes, into: &output)
+            output.writeImmutableBuffer(payload)
+        }
+        return output
+    }
+
+    /// The header of an unmasked, final frame.
+    static func writeHeader(opcode: UInt8, length: Int, into buffer: inout ByteBuffer) {
+        buffer.writeInteger(0x80 | opcode)
+        switch length {
+        case ..<126:
+            buffer.writeInteger(UInt8(length))
+        case ..<65536:
+            buffer.writeInteger(UInt8(126))
+            buffer.writeInteger(UInt16(length))
+        default:
+            buffer.writeInteger(UInt8(127))
+            buffer.writeInteger(UInt64(length))
+        }
+    }
+
+    /// A close frame with `code` and `reason` (at most 123 bytes).
+    static func closeFrame(code: UInt16, reason: String, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let reason = Array(reason.utf8.prefix(123))
+        var buffer = allocator.buffer(capacity: 4 + 2 + reason.count)
+        writeHeader(opcode: 0x8, length: 2 + reason.count, into: &buffer)
+        buffer.writeInteger(code)
+        buffer.writeBytes(reason)
+        return buffer
+    }
+}
+
+/// The handler nearest the socket of a WebSocket connection: ``WebSocketSink`` writes through
+/// its context, and it tells the connection when the client has been silent for the idle timeout
+/// (from the `IdleStateHandler` below it).
+/// Thread safety: a `ChannelHandler`; used on its channel's loop only.
+final class WebSocketTap: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    typealias OutboundIn = NIOAny
+    var context: ChannelHandlerContext?
+    var onIdle: (() -> Void)?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.fireChannelRead(data) }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .read? = event as? IdleStateHandler.IdleStateEvent {
+            onIdle?()
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
