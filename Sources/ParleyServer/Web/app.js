@@ -136,8 +136,12 @@ function conv(key, create = true) {
   return c;
 }
 
-function showName(name) {
+// Names as the server shows them (registered case), learnt from what it sends.
+function learn(name) {
   if (name) app.names.set(lower(name), name);
+  return name;
+}
+function showName(name) {
   return app.names.get(lower(name)) || name;
 }
 
@@ -187,8 +191,8 @@ function onFrame(f) {
 function addMessage(m, replayed) {
   const key = keyOf(m);
   const c = conv(key);
-  if (m.from) showName(m.from);
-  if (m.to) showName(m.to);
+  learn(m.from);
+  if (m.to) learn(m.to);
   if (c.kind === 'private') c.name = showName(key.slice(3));
   if (c.ids.has(m.messageId)) return;
   c.ids.add(m.messageId);
@@ -242,7 +246,7 @@ function onPresence(f) {
     app.online = new Set(changes.filter((c) => c.online).map((c) => lower(c.username)));
   }
   for (const change of changes) {
-    const name = showName(change.username);
+    const name = learn(change.username);
     const key = lower(name);
     const was = app.online.has(key);
     if (change.online) app.online.add(key); else app.online.delete(key);
@@ -253,14 +257,14 @@ function onPresence(f) {
     }
   }
   if (app.everyone) app.onlineCount = app.online.size;
-  renderCount(); renderSidebar(); renderPeople();
+  renderCount(); renderSidebar(); renderPeople(); renderHeader();
 }
 
 function onGroupEvent(f) {
   const c = conv('room:' + lower(f.group));
   c.name = f.group;
   const info = app.groupInfo.get(lower(f.group));
-  const who = f.username ? showName(f.username) : '';
+  const who = f.username ? learn(f.username) : '';
   const isMe = who && lower(who) === lower(app.me);
   switch (f.event) {
     case 'joined': notice(c, `${who} joined ${f.group}`); if (isMe) c.joined = true; break;
@@ -314,7 +318,7 @@ async function login(credentials, automatic) {
     app.replaying = frame.type === 'login';
     app.freshReplay = !app.resuming;
     const welcome = await link.request(frame);
-    app.me = showName(welcome.username);
+    app.me = learn(welcome.username);
     app.guest = welcome.guest === true;
     app.loggedIn = true;
     if (!app.guest) store.save(welcome.username, welcome.token);
@@ -430,7 +434,7 @@ async function loadOlder(c) {
     for (const m of reply.messages) {
       if (c.ids.has(m.messageId)) continue;
       c.ids.add(m.messageId);
-      if (m.from) showName(m.from);
+      learn(m.from);
       insert(c, { id: m.messageId, time: m.time, from: m.from, text: m.text, kind: c.kind, mine: lower(m.from) === lower(app.me) });
       if (m.messageId > c.readThrough && c.key === app.openKey) c.readThrough = m.messageId;
     }
@@ -471,11 +475,11 @@ async function loadMembers() {
     if (head) {
       c.name = head.group;
       app.groupInfo.set(lower(head.group), { owner: head.owner, inviteOnly: head.inviteOnly, members });
-      for (const m of members) { showName(m.username); if (m.online) app.online.add(lower(m.username)); else app.online.delete(lower(m.username)); }
+      for (const m of members) { learn(m.username); if (m.online) app.online.add(lower(m.username)); else app.online.delete(lower(m.username)); }
     }
   } else if (c.kind === 'general' && !app.everyone) {
     const reply = await link.request({ type: 'who', limit: 200 }).catch(() => null);
-    if (reply) { for (const u of reply.users) { showName(u); app.online.add(lower(u)); } app.onlineCount = reply.count; }
+    if (reply) { for (const u of reply.users) { learn(u); app.online.add(lower(u)); } app.onlineCount = reply.count; }
   }
   renderHeader(); renderPeople(); renderCount();
 }

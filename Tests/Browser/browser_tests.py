@@ -1,0 +1,516 @@
+"""Browser tests: Parley's web client in real headless Chromium, against a real `parley serve`.
+
+Run by scripts/test (which installs chromium, chromium-driver and selenium) as
+    python3 Tests/Browser/browser_tests.py [-k pattern]
+with PARLEY_BIN naming the parley executable. Each test saves a screenshot under
+test-output/browser/. Nothing sleeps to order events: every wait is for a condition, with a
+timeout.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from selenium import webdriver
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PARLEY = os.environ.get("PARLEY_BIN", os.path.join(ROOT, ".build", "debug", "parley"))
+OUTPUT = os.path.join(ROOT, "test-output", "browser")
+CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
+CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+PASSWORD = "correct horse"
+WAIT = 15
+
+# The colours of app.css (light scheme), as Chromium reports them.
+GREEN, PURPLE, BLUE = (21, 128, 61), (126, 34, 206), (29, 78, 216)
+
+
+class Server:
+    """`parley serve` on free ports with its own data folder; restartable on the same ports."""
+
+    def __init__(self):
+        self.data = tempfile.mkdtemp(prefix="parley-browser-")
+        self.port = 0
+        self.http = 0
+        self.process = None
+        self.start()
+
+    def start(self):
+        deadline = time.time() + 20
+        while True:
+            self.process = subprocess.Popen(
+                [PARLEY, "serve", "--port", str(self.port), "--http-port", str(self.http), "--data-dir", self.data,
+                 "--bcrypt-cost", "4", "--log-level", "warning"],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            lines = [self.process.stdout.readline(), self.process.stdout.readline()]
+            native = re.search(r"listening on [^ ]+:(\d+)", lines[0])
+            http = re.search(r"http://[^/]+:(\d+)/", lines[1])
+            if native and http:
+                self.port, self.http = int(native.group(1)), int(http.group(1))
+                return
+            self.process.wait(10)
+            errors = self.process.stderr.read()
+            self.process.stdout.close()
+            self.process.stderr.close()
+            if time.time() > deadline:
+                raise RuntimeError("the server did not start: " + "".join(lines) + errors)
+            time.sleep(0.1)  # the old process's port is still in TIME_WAIT: bind again
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(20)
+        if self.process:
+            self.process.stdout.close()
+            self.process.stderr.close()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.http}/"
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+class Native:
+    """A native-protocol client (length-prefixed JSON over TCP)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        self.buffer = b""
+        self.next_id = 1
+        self.frames = []
+        assert self.receive()["type"] == "hello"
+
+    def send(self, frame):
+        data = json.dumps(frame).encode()
+        self.sock.sendall(struct.pack(">I", len(data)) + data)
+
+    def receive(self):
+        while len(self.buffer) < 4 or len(self.buffer) < 4 + struct.unpack(">I", self.buffer[:4])[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buffer += chunk
+        length = struct.unpack(">I", self.buffer[:4])[0]
+        frame = json.loads(self.buffer[4:4 + length])
+        self.buffer = self.buffer[4 + length:]
+        return frame
+
+    def request(self, frame):
+        frame = dict(frame, id=self.next_id)
+        self.next_id += 1
+        self.send(frame)
+        while True:
+            reply = self.receive()
+            if reply.get("id") == frame["id"]:
+                if reply["type"] == "error":
+                    raise AssertionError(f"{frame['type']}: {reply}")
+                return reply
+            self.frames.append(reply)
+
+    def register_and_login(self, name, register=True):
+        if register:
+            self.request({"type": "register", "username": name, "password": PASSWORD})
+        self.request({"type": "login", "username": name, "password": PASSWORD})
+        while self.receive()["type"] != "replay_end":
+            pass
+        return self
+
+    def say(self, text, room=None, to=None):
+        frame = {"type": "send", "text": text}
+        if to:
+            frame["to"] = to
+        else:
+            frame["room"] = room or "general"
+        return self.request(frame)
+
+    def wait_for(self, predicate):
+        for frame in self.frames:
+            if predicate(frame):
+                self.frames.remove(frame)
+                return frame
+        while True:
+            frame = self.receive()
+            if predicate(frame):
+                return frame
+            self.frames.append(frame)
+
+    def close(self):
+        self.sock.close()
+
+
+def browser(width=1200, height=800):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     f"--window-size={width},{height}", "--force-prefers-reduced-motion", "--lang=en-GB"]:
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_window_size(width, height)
+    return driver
+
+
+class Page:
+    """One person's browser tab, with the steps a person takes."""
+
+    def __init__(self, server, width=1200, height=800):
+        self.server = server
+        self.driver = browser(width, height)
+        self.driver.get(server.url)
+
+    def wait(self, condition, message, timeout=WAIT):
+        # The list is redrawn as messages arrive: an element read a moment ago may be gone.
+        return WebDriverWait(self.driver, timeout, poll_frequency=0.05, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda d: condition(), message)
+
+    def find(self, css):
+        return self.driver.find_element(By.CSS_SELECTOR, css)
+
+    def finds(self, css):
+        return self.driver.find_elements(By.CSS_SELECTOR, css)
+
+    def visible(self, element_id):
+        return self.driver.execute_script(f"return !document.getElementById('{element_id}').hidden")
+
+    def fill(self, element_id, text):
+        field = self.find("#" + element_id)
+        field.clear()
+        field.send_keys(text)
+
+    def signin_status(self):
+        return self.find("#signin-status").text
+
+    def register(self, name, password=PASSWORD):
+        self.wait(lambda: self.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
+        self.fill("username", name)
+        self.fill("password", password)
+        self.find("#register").click()
+
+    def login(self, name, password=PASSWORD):
+        self.wait(lambda: self.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
+        self.fill("username", name)
+        self.fill("password", password)
+        self.find("#login").click()
+
+    def in_chat(self):
+        self.wait(lambda: self.visible("chat") and self.driver.execute_script("return window.parley.app.loggedIn && !window.parley.app.replaying"),
+                  "the chat to open")
+        return self
+
+    def open(self, key):
+        self.find(f'.conv[data-key="{key}"]').click()
+        self.wait(lambda: self.driver.execute_script("return window.parley.app.openKey") == key, f"{key} to open")
+
+    def say(self, text):
+        box = self.find("#composer")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
+        self.wait(lambda: text in self.texts(), f"'{text}' to be shown after sending")
+
+    def texts(self):
+        """The texts of the messages shown in the open conversation, oldest first."""
+        return self.driver.execute_script(
+            "return [...document.querySelectorAll('#messages .msg[data-id] .text')].map((e) => e.textContent)")
+
+    def wait_text(self, text):
+        self.wait(lambda: text in self.texts(), f"'{text}' to appear (shown: {self.texts()[-5:]})")
+        return self.message(text)
+
+    def message(self, text):
+        for item in self.finds("#messages .msg[data-id]"):
+            if item.find_element(By.CSS_SELECTOR, ".text").text == text:
+                return item
+        raise AssertionError(f"no message '{text}'")
+
+    def colour(self, text):
+        """The colour of a message's text, as (red, green, blue)."""
+        value = self.message(text).find_element(By.CSS_SELECTOR, ".text").value_of_css_property("color")
+        return tuple(int(part) for part in re.findall(r"\d+", value)[:3])
+
+    def unread(self, key):
+        badges = self.finds(f'.conv[data-key="{key}"] .unread')
+        return int(badges[0].text) if badges else 0
+
+    def screenshot(self, name):
+        os.makedirs(OUTPUT, exist_ok=True)
+        self.driver.save_screenshot(os.path.join(OUTPUT, name + ".png"))
+
+    def close(self):
+        self.driver.quit()
+
+
+class BrowserTests(unittest.TestCase):
+    def setUp(self):
+        self.server = Server()
+        self.pages = []
+        self.natives = []
+
+    def tearDown(self):
+        for number, page in enumerate(self.pages):
+            try:
+                page.screenshot(f"{self._testMethodName[5:]}-{number}-end")
+            except WebDriverException:
+                pass
+            page.close()
+        for native in self.natives:
+            native.close()
+        self.server.close()
+
+    def page(self, width=1200, height=800):
+        page = Page(self.server, width, height)
+        self.pages.append(page)
+        return page
+
+    def native(self, name, register=True):
+        client = Native(self.server.port).register_and_login(name, register)
+        self.natives.append(client)
+        return client
+
+    def test_register_and_login(self):
+        page = self.page()
+        page.login("nobody", "wrong password")
+        page.wait(lambda: page.signin_status() == "Wrong user name or password.", "the wrong-password message")
+        page.register("Ann", "short")
+        page.wait(lambda: "too short" in page.signin_status(), "the short-password message")
+        page.register("Ann")
+        page.in_chat()
+        self.assertEqual(page.find("#me").text, "Ann")
+        page.screenshot("register-and-login")
+        # Someone else may not take the name, whatever its case.
+        other = self.page()
+        other.register("ann")
+        other.wait(lambda: other.signin_status() == "That name is taken: choose another.", "the name-taken message")
+        other.login("ANN")
+        other.in_chat()
+        self.assertEqual(other.find("#me").text, "Ann")
+        other.screenshot("register-name-taken-then-login")
+
+    def test_two_browsers_and_a_native_client_talk(self):
+        ann, bob = self.page(), self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        bob.register("Bob")
+        bob.in_chat()
+        carl = self.native("Carl")
+        # General: green everywhere.
+        ann.say("hello from Ann")
+        bob.wait_text("hello from Ann")
+        carl.wait_for(lambda f: f.get("text") == "hello from Ann")
+        carl.say("hello from Carl")
+        for page in (ann, bob):
+            page.wait_text("hello from Carl")
+            self.assertEqual(page.colour("hello from Carl"), GREEN)
+            self.assertEqual(page.colour("hello from Ann"), GREEN)
+        # Who is online, in the open conversation.
+        ann.wait(lambda: {e.text for e in ann.finds("#people-list .who")} >= {"Ann", "Bob", "Carl"}, "everyone in the online list")
+        # A group: blue.
+        ann.fill("new-group", "devs")
+        ann.find("#create-group").click()
+        ann.wait(lambda: ann.driver.execute_script("return window.parley.app.openKey") == "room:devs", "the new group to open")
+        carl.request({"type": "group_join", "group": "devs"})
+        bob.find("#browse-groups").click()
+        bob.wait(lambda: bob.finds("#browse-list button.join"), "the group list")
+        bob.find("#browse-list button.join").click()
+        bob.wait(lambda: bob.driver.execute_script("return window.parley.app.openKey") == "room:devs", "devs to open for Bob")
+        ann.say("devs only")
+        bob.wait_text("devs only")
+        carl.wait_for(lambda f: f.get("text") == "devs only" and f.get("room") == "devs")
+        carl.say("carl in devs", room="devs")
+        for page in (ann, bob):
+            page.wait_text("carl in devs")
+            self.assertEqual(page.colour("carl in devs"), BLUE)
+            self.assertEqual(page.colour("devs only"), BLUE)
+        # Privately: purple; clicking a name starts the conversation.
+        bob.message("devs only").find_element(By.CSS_SELECTOR, ".from").click()
+        bob.wait(lambda: bob.driver.execute_script("return window.parley.app.openKey") == "dm:ann", "the private conversation")
+        bob.say("psst Ann")
+        ann.wait(lambda: ann.unread("dm:bob") == 1, "an unread private message")
+        ann.open("dm:bob")
+        ann.wait_text("psst Ann")
+        self.assertEqual(ann.colour("psst Ann"), PURPLE)
+        carl.say("psst from Carl", to="Ann")
+        ann.wait(lambda: ann.unread("dm:carl") == 1, "Carl's private message")
+        ann.open("dm:carl")
+        ann.wait_text("psst from Carl")
+        self.assertEqual(ann.colour("psst from Carl"), PURPLE)
+        ann.say("hi Carl")
+        reply = carl.wait_for(lambda f: f.get("text") == "hi Carl")
+        self.assertEqual(reply["from"], "Ann")
+        self.assertEqual(reply["to"], "Carl")
+        ann.screenshot("talk-ann")
+        bob.screenshot("talk-bob")
+
+    def test_offline_private_message_after_login(self):
+        carl = self.native("Carl")
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        ann.find("#logout").click()
+        ann.wait(lambda: ann.visible("signin"), "the sign-in page after logging out")
+        carl.say("while you were out", to="Ann")
+        carl.say("general news")
+        ann.login("Ann")
+        ann.in_chat()
+        ann.wait(lambda: ann.unread("dm:carl") == 1, "the missed private message counted")
+        ann.open("dm:carl")
+        ann.wait_text("while you were out")
+        self.assertEqual([e.text for e in ann.finds("#messages .divider")], ["new since you were away"])
+        ann.screenshot("offline-private-message")
+
+    def test_markup_is_text(self):
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        bob = self.native("Bob")
+        hostile = "<img src=x onerror=alert(1)>"
+        bob.say(hostile)
+        bob.say("<script>alert(2)</script><b>bold</b>", to="Ann")
+        shown = ann.wait_text(hostile)
+        self.assertEqual(shown.find_element(By.CSS_SELECTOR, ".text").text, hostile)
+        self.assertEqual(ann.finds("#messages img"), [])
+        ann.open("dm:bob")
+        ann.wait_text("<script>alert(2)</script><b>bold</b>")
+        self.assertEqual(ann.finds("#messages b"), [])
+        self.assertEqual(ann.finds("#messages script"), [])
+        try:
+            alert = ann.driver.switch_to.alert
+            self.fail("an alert ran: " + alert.text)
+        except NoAlertPresentException:
+            pass
+        ann.screenshot("markup-is-text")
+
+    def test_reload_and_dropped_connection_keep_the_conversation(self):
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        bob = self.native("Bob")
+        for i in range(1, 4):
+            bob.say(f"before {i}")
+        ann.wait_text("before 3")
+        # The server restarts: the page says it is offline, then resumes by itself.
+        self.server.stop()
+        ann.wait(lambda: ann.visible("banner") and "Offline" in ann.find("#banner").text, "the offline banner")
+        ann.screenshot("offline-banner")
+        self.server.start()
+        bob = Native(self.server.port).register_and_login("Bob", register=False)
+        self.natives.append(bob)
+        for i in range(1, 4):
+            bob.say(f"during {i}")
+        ann.wait_text("during 3")
+        ann.wait(lambda: not ann.visible("banner"), "the banner to go")
+        expected = [f"before {i}" for i in range(1, 4)] + [f"during {i}" for i in range(1, 4)]
+        self.assertEqual(ann.texts(), expected)
+        ann.say("after")
+        bob.wait_for(lambda f: f.get("text") == "after")
+        # A reload: the same conversation, nothing missing, nothing twice.
+        ann.driver.refresh()
+        ann.in_chat()
+        ann.wait_text("after")
+        self.assertEqual(ann.texts(), expected + ["after"])
+        bob.say("after reload")
+        ann.wait_text("after reload")
+        self.assertEqual(ann.texts(), expected + ["after", "after reload"])
+        ann.screenshot("reload")
+
+    def test_unread_counts_and_title(self):
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        bob = self.native("Bob")
+        bob.say("one", to="Ann")
+        bob.say("two", to="Ann")
+        ann.wait(lambda: ann.unread("dm:bob") == 2, "two unread")
+        ann.wait(lambda: ann.driver.title == "(2) Parley", "the unread total in the title")
+        bob.say("hey Ann, look")
+        ann.wait_text("hey Ann, look")
+        self.assertEqual(ann.unread("room:general"), 0, "the open conversation is read")
+        ann.screenshot("unread")
+        ann.open("dm:bob")
+        ann.wait(lambda: ann.unread("dm:bob") == 0 and ann.driver.title == "Parley", "read after opening")
+        # Keyboard: Alt+Up goes back to General.
+        ann.find("#composer").send_keys(Keys.ALT, Keys.ARROW_UP)
+        ann.wait(lambda: ann.driver.execute_script("return window.parley.app.openKey") == "room:general", "Alt+Up to switch")
+        bob.say("three", to="Ann")
+        ann.wait(lambda: ann.unread("dm:bob") == 1, "one unread again")
+        ann.find("#composer").send_keys(Keys.ALT, Keys.ARROW_DOWN)
+        ann.wait(lambda: ann.driver.execute_script("return window.parley.app.openKey") == "dm:bob", "Alt+Down to switch")
+        ann.wait(lambda: ann.unread("dm:bob") == 0, "read once opened")
+
+    def test_group_owner_actions(self):
+        ann, bob = self.page(), self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        bob.register("Bob")
+        bob.in_chat()
+        ann.fill("new-group", "secret")
+        ann.find("#new-group-invite").click()
+        ann.find("#create-group").click()
+        ann.wait(lambda: ann.driver.execute_script("return window.parley.app.openKey") == "room:secret", "the group to open")
+        ann.wait(lambda: ann.visible("owner-tools"), "the owner's tools")
+        ann.fill("invite-user", "Bob")
+        ann.find("#invite-form button").click()
+        bob.wait(lambda: bob.finds('.conv[data-key="room:secret"] button'), "the invitation")
+        bob.find('.conv[data-key="room:secret"] button').click()
+        bob.wait(lambda: bob.driver.execute_script("return window.parley.app.openKey") == "room:secret", "Bob in the group")
+        ann.wait(lambda: "Bob" in [e.text for e in ann.finds("#people-list .who")], "Bob among the members")
+        ann.screenshot("group-members")
+        # Open the group to everyone, then hand it over to Bob.
+        ann.find("#invite-only").click()
+        bob.wait(lambda: any("open to everyone" in e.text for e in bob.finds("#messages .kind-notice")), "the mode change")
+        ann.find("#people-list button.transfer").click()
+        bob.wait(lambda: any("Bob now owns secret" in e.text for e in bob.finds("#messages .kind-notice")), "the new owner")
+        bob.wait(lambda: bob.visible("owner-tools"), "Bob's owner tools")
+        ann.wait(lambda: not ann.visible("owner-tools"), "Ann no longer owner")
+        # Bob, now owner, removes Ann.
+        bob.find("#people-list button.remove").click()
+        ann.wait(lambda: any("Ann was removed from secret" in e.text for e in ann.finds("#messages .kind-notice")), "Ann removed")
+        bob.wait(lambda: [e.text for e in bob.finds("#people-list .who")] == ["Bob"], "only Bob left")
+        bob.screenshot("group-owner-actions")
+
+    def test_phone_width(self):
+        page = self.page(390, 844)
+        page.register("Pat")
+        page.in_chat()
+        self.assertFalse(page.find("#sidebar").is_displayed() and page.find("#sidebar").rect["x"] >= 0,
+                         "the sidebar starts hidden on a phone")
+        page.say("from a phone")
+        width = page.driver.execute_script("return document.documentElement.scrollWidth")
+        self.assertLessEqual(width, 390, "nothing wider than the screen")
+        page.find("#toggle-sidebar").click()
+        page.wait(lambda: page.find("#sidebar").rect["x"] >= -1, "the sidebar to slide in")
+        page.screenshot("phone-sidebar")
+        page.find('.conv[data-key="room:general"]').click()
+        page.wait(lambda: page.find("#sidebar").rect["x"] < -10, "the sidebar to slide away")
+        page.screenshot("phone")
+
+    def test_startup_time(self):
+        page = self.page()
+        page.wait(lambda: page.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
+        timing = page.driver.execute_script(
+            "const n = performance.getEntriesByType('navigation')[0]; return [n.domContentLoadedEventEnd, n.loadEventEnd];")
+        print(f"\n  page ready: DOMContentLoaded at {timing[0]:.0f} ms, load at {timing[1]:.0f} ms", file=sys.stderr)
+        page.screenshot("sign-in")
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
