@@ -53,11 +53,13 @@ public final class ParleyClient: Sendable {
     ///     returns true when it has consumed it (the benchmark uses this to skip JSON decoding).
     ///   - group: event loops to use; by default a one-thread group owned by this client.
     ///   - source: the local IP address to connect from (default: the system's choice).
+    ///   - webSocket: speak over a WebSocket (`port` is then `parley serve`'s HTTP port, and the
+    ///     protocol runs at `/ws`) instead of native TCP framing.
     /// - Throws: when the connection fails or no hello arrives within `timeout` seconds; the
     ///   server's ``ParleyError`` when it refuses the connection (`TOO_MANY_CONNECTIONS`).
     public static func connect(
         host: String, port: Int, timeout: Double = 10, group: (any EventLoopGroup)? = nil,
-        receiveBuffer: Int? = nil, from source: String? = nil,
+        receiveBuffer: Int? = nil, from source: String? = nil, webSocket: Bool = false,
         rawFrame: (@Sendable (ByteBuffer) -> Bool)? = nil
     ) async throws -> ParleyClient {
         let owned: (any EventLoopGroup)? = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
@@ -74,6 +76,7 @@ public final class ParleyClient: Sendable {
         }
         bootstrap = bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
+                if webSocket { try channel.pipeline.syncOperations.addHandler(WebSocketFraming(host: "\(host):\(port)")) }
                 try channel.pipeline.syncOperations.addHandler(
                     ClientHandler(inbox: inbox, maxFrameSize: 16 * 1024 * 1024, rawFrame: rawFrame))
             }
@@ -90,7 +93,7 @@ public final class ParleyClient: Sendable {
             // A server over its connection limits answers with an error instead of a hello.
             if let refusal = hello.parleyError { throw refusal }
             return ParleyClient(channel: channel, inbox: inbox, hello: hello, ownsGroup: owned,
-                                address: Address(host: host, port: port, group: group, source: source))
+                                address: Address(host: host, port: port, group: group, source: source, webSocket: webSocket))
         } catch {
             try? await channel.close()
             try? await owned?.shutdownGracefully()
@@ -112,6 +115,7 @@ public final class ParleyClient: Sendable {
         var port: Int
         var group: (any EventLoopGroup)?
         var source: String?
+        var webSocket: Bool
     }
     let address: Address
 
@@ -136,7 +140,7 @@ public final class ParleyClient: Sendable {
         guard let login = lastLogin.withLock({ $0 }) else { throw ClientError.closed }
         try? await channel.close()
         try? await ownsGroup?.shutdownGracefully()
-        let client = try await ParleyClient.connect(host: address.host, port: address.port, timeout: timeout, group: address.group, from: address.source)
+        let client = try await ParleyClient.connect(host: address.host, port: address.port, timeout: timeout, group: address.group, from: address.source, webSocket: address.webSocket)
         // Nothing taken yet: the server's stored read position is the better start.
         let since: Int64? = newestTaken > 0 ? newestTaken : nil
         if let since { client.acknowledge(since) }

@@ -36,6 +36,8 @@ struct Bench: AsyncParsableCommand {
     var storm: Int?
     @Flag(name: .customLong("storm-passwords"), help: "With --storm: every user logs in with the password (a bcrypt check each) instead of the login token a real client keeps for reconnecting.")
     var stormPasswords = false
+    @Flag(name: .customLong("websocket"), help: "Run the load over WebSocket (the browser client's transport) instead of native TCP; with --port, give the HTTP port.")
+    var webSocket = false
     @Option(help: "Seconds to wait for all deliveries.") var timeout: Double = 120
     @Option(help: "Event loop threads of the load generator.") var threads = 2
     @Option(name: .customLong("server-binary"), help: "The parley executable to start as the server (default: this one), to compare builds side by side.")
@@ -60,7 +62,7 @@ struct Bench: AsyncParsableCommand {
         } else {
             let dir = NSTemporaryDirectory() + "parley-bench-" + UUID().uuidString
             dataDir = dir
-            let (process, p) = try startServer(dataDir: dir)
+            let (process, p) = try startServer(dataDir: dir, http: webSocket)
             child = process
             port = p
             pid = Int(process.processIdentifier)
@@ -97,7 +99,7 @@ struct Bench: AsyncParsableCommand {
                 for i in batch..<min(batch + 50, clients) {
                     tasks.addTask {
                         let stat = stats[i]
-                        let client = try await ParleyClient.connect(host: host, port: port, timeout: 30, group: group) { payload in
+                        let client = try await ParleyClient.connect(host: host, port: port, timeout: 30, group: group, webSocket: webSocket) { payload in
                             stat.receive(payload, start: start)
                         }
                         let name = "b\(run)-\(i)"
@@ -191,7 +193,7 @@ struct Bench: AsyncParsableCommand {
         }
         let rss = pid.flatMap(residentBytes)
         let cpuAfter = pid.flatMap(cpuSeconds)
-        var line = "clients=\(clients) groups=\(groups) senders=\(senders) sent=\(senders * messages)"
+        var line = (webSocket ? "transport=websocket " : "transport=native ") + "clients=\(clients) groups=\(groups) senders=\(senders) sent=\(senders * messages)"
         line += " expected=\(expected) delivered=\(delivered) lost=\(expected - delivered)"
         line += " seconds=\(String(format: "%.3f", elapsed))"
         line += " deliveries_per_s=\(Int(Double(delivered) / max(elapsed, 1e-9)))"
@@ -257,7 +259,8 @@ struct Bench: AsyncParsableCommand {
 
     // MARK: Server process
 
-    func startServer(dataDir: String) throws -> (Process, Int) {
+    /// Starts the server; returns it with its native port, or with its HTTP port when `http`.
+    func startServer(dataDir: String, http: Bool = false) throws -> (Process, Int) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: serverBinary ?? "/proc/self/exe").resolvingSymlinksInPath()
         process.arguments = ["serve", "--port", "0", "--data-dir", dataDir, "--bcrypt-cost", "4", "--guests", "--log-level", "warning"]
@@ -275,10 +278,16 @@ struct Bench: AsyncParsableCommand {
         try process.run()
         var text = ""
         let handle = out.fileHandleForReading
-        while !text.contains("\n") {
+        while !text.contains("\n") || (http && !text.contains("/\n")) {
             let data = handle.availableData
             if data.isEmpty { throw ValidationError("the server exited before listening") }
             text += String(decoding: data, as: UTF8.self)
+        }
+        if http {
+            guard let range = text.range(of: #"http://[^ ]+:\d+/"#, options: .regularExpression),
+                  let port = Int(text[range].dropLast().split(separator: ":").last ?? "")
+            else { throw ValidationError("could not read the server's HTTP port from: \(text)") }
+            return (process, port)
         }
         guard let range = text.range(of: #"listening on [^ ]+:(\d+)"#, options: .regularExpression),
             let port = Int(text[range].split(separator: ":").last ?? "")
