@@ -503,6 +503,51 @@ class BrowserTests(unittest.TestCase):
         page.wait(lambda: page.find("#sidebar").rect["x"] < -10, "the sidebar to slide away")
         page.screenshot("phone")
 
+    def test_older_history_loads_when_scrolling_up(self):
+        bob = self.native("Bob")
+        for i in range(1, 121):
+            bob.say(f"old {i}")
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        ann.wait_text("old 120")
+        shown = len(ann.texts())
+        self.assertLess(shown, 120, "only the newest page at first")
+        for _ in range(10):
+            if "old 1" in ann.texts():
+                break
+            ann.driver.execute_script("document.getElementById('messages').scrollTop = 0")
+            ann.wait(lambda: len(ann.texts()) > shown or "old 1" in ann.texts(), "an older page")
+            shown = len(ann.texts())
+        self.assertEqual(ann.texts(), [f"old {i}" for i in range(1, 121)])
+        ann.screenshot("history")
+
+    def test_composer_and_dark_scheme(self):
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        box = ann.find("#composer")
+        box.send_keys("first line")
+        box.send_keys(Keys.SHIFT, Keys.ENTER)
+        box.send_keys("second line")
+        self.assertEqual(ann.texts(), [], "Shift+Enter does not send")
+        box.send_keys(Keys.ENTER)
+        ann.wait_text("first line\nsecond line")
+        # Near the limit a counter appears, and over it the message is not sent.
+        self.assertFalse(ann.find("#counter").is_displayed())
+        ann.driver.execute_script(
+            "const box = document.getElementById('composer'); box.value = 'x'.repeat(4001);"
+            "box.dispatchEvent(new Event('input'));")
+        ann.wait(lambda: ann.find("#counter").text == "4001/4000", "the counter")
+        box.send_keys(Keys.ENTER)
+        ann.wait(lambda: "at most 4000" in ann.find("#chat-status").text, "the too-long message")
+        self.assertEqual(len(ann.texts()), 1)
+        # The system's dark scheme.
+        ann.driver.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+        background = ann.driver.execute_script("return getComputedStyle(document.body).backgroundColor")
+        self.assertEqual(tuple(int(x) for x in re.findall(r"\d+", background)[:3]), (21, 24, 28))
+        ann.screenshot("dark")
+
     def test_startup_time(self):
         page = self.page()
         page.wait(lambda: page.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
