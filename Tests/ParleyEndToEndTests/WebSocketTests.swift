@@ -229,6 +229,24 @@ struct WebSocketTests {
         }
     }
 
+    @Test("a connection that does not finish its request head within the frame timeout is closed; upgraded ones stay")
+    func slowHead() async throws {
+        let (s, http) = try await Self.start { $0.frameTimeout = 1 }
+        defer { s.removeData() }
+        let web = try await RawWebSocket.connect(port: http)
+        try await web.login("Stays")
+        let silent = try await RawWebSocket.connectPlain(port: http)
+        let trickle = try await RawWebSocket.connectPlain(port: http)
+        try await trickle.sendRaw(Array("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n".utf8))
+        #expect(try await Self.get("/", port: http).status == 200, "others are served meanwhile")
+        try await eventually("the silent and the slow connection to be closed", timeout: 10) { !silent.isActive && !trickle.isActive }
+        // The WebSocket, open for longer than the deadline, still works.
+        try await web.send(#"{"type":"ping","id":9}"#)
+        #expect(try await web.next("pong")["id"] as? Int == 9)
+        await web.close()
+        await s.stop()
+    }
+
     @Test("at shutdown a WebSocket client gets the notice and a close (1001)")
     func shutdown() async throws {
         let (s, http) = try await Self.start()

@@ -62,19 +62,21 @@ struct WebListener: Listener {
         let limits = configuration.limits
         let configuration = self.configuration
         let runtime = self.runtime
-        let server = HTTPServerBuilder.http1WebSocketUpgrade(
-            configuration: .init(
-                http1: .init(idleTimeout: .seconds(60)),
-                ws: .init(maxFrameSize: limits.maxFrameSize * 2, autoPing: .disabled, validateUTF8: false)
-            )
-        ) { head, channel, _ -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
-            guard head.path == "/ws" || head.path?.hasPrefix("/ws?") == true,
-                  Self.originAllowed(head.headerFields, authority: head.authority, allowed: allowed) else { return .dontUpgrade }
-            let address = Self.clientAddress(channel: channel, headers: head.headerFields, trusted: configuration.trustedProxies)
-            return .upgrade([:]) { inbound, _, _ in
-                await Self.serve(inbound: inbound, channel: channel, address: address, hub: hub, admit: admit,
-                                 runtime: runtime, configuration: configuration, logger: logger)
-            }
+        let webSocket = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(idleTimeout: .seconds(60)),
+            ws: .init(maxFrameSize: limits.maxFrameSize * 2, autoPing: .disabled, validateUTF8: false))
+        let headTimeout = TimeAmount.milliseconds(Int64(configuration.frameTimeout * 1000))
+        let server = HTTPServerBuilder { responder in
+            RequestDeadlineChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: webSocket) {
+                head, channel, _ -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
+                guard head.path == "/ws" || head.path?.hasPrefix("/ws?") == true,
+                      Self.originAllowed(head.headerFields, authority: head.authority, allowed: allowed) else { return .dontUpgrade }
+                let address = Self.clientAddress(channel: channel, headers: head.headerFields, trusted: configuration.trustedProxies)
+                return .upgrade([:]) { inbound, _, _ in
+                    await Self.serve(inbound: inbound, channel: channel, address: address, hub: hub, admit: admit,
+                                     runtime: runtime, configuration: configuration, logger: logger)
+                }
+            }, limit: headTimeout)
         }
         let running = group.next().makePromise(of: (any Channel).self)
         let app = Application(
