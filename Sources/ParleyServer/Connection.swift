@@ -11,6 +11,8 @@ protocol ConnectionSink: SessionSink {
     var channel: any Channel { get }
     /// The connection's own reason to pause reading (requests awaiting answers).
     func setReadingForRequests(_ reading: Bool)
+    /// Native frames (as `ServerFrame.frame` makes them) in this sink's ``SessionSink/format``.
+    func wire(_ native: ByteBuffer) -> ByteBuffer
 }
 
 /// One client connection speaking the native protocol's requests, whatever carries them (length-
@@ -181,7 +183,7 @@ final class Connection {
             if let tokenHash { hub.forgetToken(hash: tokenHash) }
             let channel = self.channel!
             let written = channel.eventLoop.makePromise(of: Void.self)
-            sink.write(ServerFrame.ok(id: id).frame(allocator: channel.allocator), flush: true, written: written)
+            sink.write(sink.wire(ServerFrame.ok(id: id).frame(allocator: channel.allocator)), flush: true, written: written)
             written.futureResult.whenComplete { _ in channel.close(promise: nil) }
         case .pauseReading:
             sink.setReadingForRequests(false)
@@ -207,7 +209,7 @@ final class Connection {
             welcome.username = attached.session.identity.name
             welcome.guest = attached.session.identity.isGuest
             welcome.token = attached.issuedToken
-            sink.write(welcome.frame(allocator: channel.allocator), flush: true, written: nil)
+            sink.write(sink.wire(welcome.frame(allocator: channel.allocator)), flush: true, written: nil)
             hub.replay(attached)
         case .startSession, .detachLateSession:
             // The connection closed while the password was being checked.
@@ -281,7 +283,7 @@ final class Connection {
     private func reply(_ frame: ServerFrame) {
         let maxFrame = hub.configuration.limits.maxFrameSize
         if let session {
-            session.sendEncoded(frame.frame(within: maxFrame, allocator: channel.allocator))
+            session.sendEncoded(sink.wire(frame.frame(within: maxFrame, allocator: channel.allocator)))
             return
         }
         guard let channel, machine.state != .closing, machine.state != .closed else { return }
@@ -290,7 +292,7 @@ final class Connection {
             sink.close(with: ParleyError(.slowConsumer, "you were not reading your replies"))
             return
         }
-        sink.write(frame.frame(within: maxFrame, allocator: channel.allocator), flush: true, written: nil)
+        sink.write(sink.wire(frame.frame(within: maxFrame, allocator: channel.allocator)), flush: true, written: nil)
     }
 }
 

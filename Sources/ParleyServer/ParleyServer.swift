@@ -61,7 +61,7 @@ public final class ParleyServer: Service, Sendable {
             self.storage = storage
             commits = CommitQueue(writer: storage, lastMessageID: try storage.lastMessageID(), logger: logger)
             hub = try Hub(storage: storage, commits: commits, configuration: configuration, loops: Array(group.makeIterator()),
-                          threadPool: threadPool, passwords: passwords, encoders: [NativeEncoder()], logger: logger)
+                          threadPool: threadPool, passwords: passwords, encoders: [NativeEncoder(), WebSocketEncoder()], logger: logger)
         } catch {
             try? threadPool.syncShutdownGracefully()
             try? passwords.pool.syncShutdownGracefully()

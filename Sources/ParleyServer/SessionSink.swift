@@ -33,6 +33,8 @@ public struct WireFormat: Hashable, Sendable {
     public init(index: Int) { self.index = index }
     /// The native protocol (length-prefixed JSON): always index 0.
     public static let native = WireFormat(index: 0)
+    /// The native protocol's JSON, one WebSocket text message each (unmasked server frames).
+    public static let webSocket = WireFormat(index: 1)
 }
 
 /// Turns domain events into one wire format's bytes. The hub encodes each event once per format

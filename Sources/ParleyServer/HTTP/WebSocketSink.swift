@@ -2,10 +2,10 @@ import NIOCore
 import ParleyCore
 import ParleyWire
 
-/// The WebSocket transport's ``ConnectionSink``: the same native frames a ``NativeSink`` writes,
-/// re-framed as WebSocket text messages (one per request/event) and written straight to the
-/// socket, below Hummingbird's frame encoder. Server frames are not masked, so this is a header
-/// in place of the 4-byte length prefix; the session's coalescing into 32 KiB writes is kept.
+/// The WebSocket transport's ``ConnectionSink``: bytes already framed as WebSocket text messages
+/// (by ``WebSocketEncoder``, once per event for every WebSocket session, or by ``wire(_:)`` for
+/// the connection's own replies) written straight to the socket, below Hummingbird's frame
+/// encoder; the session's coalescing into 32 KiB writes is kept.
 ///
 /// Reading pauses (too many requests awaiting answers, too many sends awaiting storage) stop the
 /// loop that takes messages off the WebSocket; the socket then stops being read once NIO's small
@@ -15,7 +15,7 @@ import ParleyWire
 final class WebSocketSink: ConnectionSink {
     let channel: any Channel
     var eventLoop: any EventLoop { channel.eventLoop }
-    var format: WireFormat { .native }
+    var format: WireFormat { .webSocket }
     /// The context of the handler nearest the socket: writes through it skip the frame encoder.
     private let output: NIOLoopBound<ChannelHandlerContext>
     private let state: NIOLoopBoundBox<State>
@@ -37,11 +37,13 @@ final class WebSocketSink: ConnectionSink {
 
     func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
         let context = output.value
-        context.write(NIOAny(Self.reframe(bytes, allocator: channel.allocator)), promise: written)
+        context.write(NIOAny(bytes), promise: written)
         if flush { context.flush() }
     }
 
     var isWritable: Bool { channel.isWritable }
+
+    func wire(_ native: ByteBuffer) -> ByteBuffer { Self.reframe(native, allocator: channel.allocator) }
 
     func setReading(_ reading: Bool) { update { $0.pausedBySession = !reading } }
 
@@ -106,7 +108,8 @@ final class WebSocketSink: ConnectionSink {
         }
     }
 
-    /// Native frames (each a 4-byte big-endian length and that many bytes) as WebSocket text frames.
+    /// Native frames (each a 4-byte big-endian length and that many bytes) as WebSocket text
+    /// frames: server frames are not masked, so each length prefix becomes a header.
     static func reframe(_ native: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
         var input = native
         var output = allocator.buffer(capacity: input.readableBytes + 16)
@@ -164,5 +167,23 @@ final class WebSocketTap: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// The WebSocket format's ``EventEncoder``: the native encoder's JSON, one text message each.
+/// Thread safety: stateless.
+struct WebSocketEncoder: EventEncoder {
+    private let native = NativeEncoder()
+
+    func encode(_ event: Event, allocator: ByteBufferAllocator) -> ByteBuffer {
+        WebSocketSink.reframe(native.encode(event, allocator: allocator), allocator: allocator)
+    }
+
+    func encodeAcknowledgement(_ message: StoredMessage, id: RequestID?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        WebSocketSink.reframe(native.encodeAcknowledgement(message, id: id, allocator: allocator), allocator: allocator)
+    }
+
+    func encodeError(_ error: ParleyError, id: RequestID?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        WebSocketSink.reframe(native.encodeError(error, id: id, allocator: allocator), allocator: allocator)
     }
 }

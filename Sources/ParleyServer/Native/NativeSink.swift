@@ -46,6 +46,8 @@ final class NativeSink: ConnectionSink {
 
     var isWritable: Bool { channel.isWritable }
 
+    func wire(_ native: ByteBuffer) -> ByteBuffer { native }
+
     func setReading(_ reading: Bool) { updatePause { $0.bySession = !reading } }
 
     func close(with error: ParleyError) {
