@@ -141,14 +141,21 @@ final class ClientHandler: ChannelInboundHandler {
     let inbox: Inbox
     let rawFrame: (@Sendable (ByteBuffer) -> Bool)?
     private var processor: NIOSingleStepByteToMessageProcessor<FrameDecoder>
+    /// Whether reads are a byte stream of native frames (TCP), or one payload each (WebSocket).
+    let framed: Bool
 
-    init(inbox: Inbox, maxFrameSize: Int, rawFrame: (@Sendable (ByteBuffer) -> Bool)?) {
+    init(inbox: Inbox, maxFrameSize: Int, framed: Bool = true, rawFrame: (@Sendable (ByteBuffer) -> Bool)?) {
         self.inbox = inbox
         self.rawFrame = rawFrame
+        self.framed = framed
         self.processor = NIOSingleStepByteToMessageProcessor(FrameDecoder(maxFrameSize: maxFrameSize), maximumBufferSize: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard framed else {
+            handle(unwrapInboundIn(data), context: context)
+            return
+        }
         do {
             try processor.process(buffer: unwrapInboundIn(data)) { payload in
                 handle(payload, context: context)

@@ -78,7 +78,7 @@ public final class ParleyClient: Sendable {
             channel.eventLoop.makeCompletedFuture {
                 if webSocket { try channel.pipeline.syncOperations.addHandler(WebSocketFraming(host: "\(host):\(port)")) }
                 try channel.pipeline.syncOperations.addHandler(
-                    ClientHandler(inbox: inbox, maxFrameSize: 16 * 1024 * 1024, rawFrame: rawFrame))
+                    ClientHandler(inbox: inbox, maxFrameSize: 16 * 1024 * 1024, framed: !webSocket, rawFrame: rawFrame))
             }
         }
         let channel: any Channel

@@ -1,9 +1,9 @@
 import NIOCore
 
 /// Lets the native-protocol client speak over a WebSocket (`/ws` of `parley serve`'s HTTP port):
-/// it asks for the upgrade when the connection opens, then turns each text message from the
-/// server into a native frame (4-byte length and the JSON) for the handler above it, and each
-/// native frame written by that handler into a masked text message. Pings are answered; a close
+/// it asks for the upgrade when the connection opens, then hands each text message from the
+/// server (the JSON of one frame) to the handler above it, and turns each native frame written
+/// by that handler into a masked text message. Pings are answered; a close
 /// from the server closes the connection.
 /// Thread safety: a `ChannelHandler`; used on its channel's event loop only.
 final class WebSocketFraming: ChannelDuplexHandler {
@@ -53,16 +53,16 @@ final class WebSocketFraming: ChannelDuplexHandler {
         }
         while let frame = nextFrame() {
             switch frame.opcode {
+            case 0x1 where frame.fin:
+                // A whole message: its payload, as it lies in the received bytes.
+                message = nil
+                context.fireChannelRead(wrapInboundOut(frame.payload))
             case 0x1, 0x0:
-                if frame.opcode == 0x1 {
-                    message = context.channel.allocator.buffer(capacity: frame.payload.readableBytes + 4)
-                    message!.writeInteger(UInt32(0))
-                }
+                if frame.opcode == 0x1 { message = context.channel.allocator.buffer(capacity: frame.payload.readableBytes) }
                 var payload = frame.payload
                 message?.writeBuffer(&payload)
-                if frame.fin, var whole = message {
+                if frame.fin, let whole = message {
                     message = nil
-                    whole.setInteger(UInt32(whole.readableBytes - 4), at: whole.readerIndex)
                     context.fireChannelRead(wrapInboundOut(whole))
                 }
             case 0x9:

@@ -103,6 +103,26 @@ struct WebSocketTests {
         await s.stop()
     }
 
+    @Test("ParleyClient speaks over the WebSocket as well (the bench's --websocket): a burst of sends, each acknowledged in order")
+    func clientLibrary() async throws {
+        let (s, http) = try await Self.start()
+        defer { s.removeData() }
+        let web = try await ParleyClient.connect(host: "127.0.0.1", port: http, webSocket: true)
+        try await web.register("Lib", password: TestServer.password)
+        try await web.login("Lib", password: TestServer.password)
+        _ = try await web.replay()
+        let native = try await s.user("Nat")
+        for i in 1...200 { try web.send(.send(.room("general"), text: "burst \(i)"), id: .int(Int64(i))) }
+        for i in 1...200 {
+            let ack = try await web.nextFrame("acknowledgement \(i)") { $0.id != nil }
+            #expect(ack.id == .int(Int64(i)) && ack.type == "message")
+        }
+        for i in 1...200 { #expect(try await native.nextMessage { $0.from == "Lib" }.text == "burst \(i)") }
+        await web.close()
+        await native.close()
+        await s.stop()
+    }
+
     @Test("bad frames: binary and bad JSON are answered and the connection stays; too large is FRAME_TOO_LARGE and a close (1009)")
     func badFrames() async throws {
         let (s, http) = try await Self.start { $0.limits.maxFrameSize = 4096; $0.limits.maxTextBytes = 2048 }

@@ -91,6 +91,9 @@ struct WebListener: Listener {
         return try await running.futureResult.get()
     }
 
+    /// Messages of one connection handed to its loop and not yet known to be handled.
+    static let maxAhead = 64
+
     /// One WebSocket connection, from the upgrade to its close.
     private static func serve(inbound: WebSocketInboundStream, channel: any Channel, address: String, hub: Hub,
                               admit: @escaping @Sendable (any Channel) -> ParleyError?, runtime: Runtime,
@@ -122,6 +125,7 @@ struct WebListener: Listener {
         guard let (bound, sink) = started else { return }
         var message = channel.allocator.buffer(capacity: 0)
         var kind: WebSocketDataFrame.Opcode = .text
+        var ahead = 0
         do {
             for try await frame in inbound {
                 if frame.opcode != .continuation {
@@ -140,10 +144,11 @@ struct WebListener: Listener {
                     return
                 }
                 guard frame.fin else { continue }
-                let request = message
-                let paused = try await channel.eventLoop.submit { () -> Bool in
+                let (request, opcode) = (message, kind)
+                message = channel.allocator.buffer(capacity: 0)
+                let deliver = { @Sendable in
                     let connection = bound.value
-                    switch kind {
+                    switch opcode {
                     case .text where request.readableBytes == 0:
                         connection.rejected(ParleyError(.emptyFrame, "a message must not be empty"))
                     case .text:
@@ -151,10 +156,19 @@ struct WebListener: Listener {
                     default:
                         connection.rejected(ParleyError(.badRequest, "send requests as WebSocket text messages, not binary"))
                     }
-                    return sink.isPaused
-                }.get()
-                message = channel.allocator.buffer(capacity: 0)
-                if paused { await sink.waitUntilReading() }
+                }
+                // Messages are handed to the loop without waiting for each, so that what a client
+                // sent in one burst is handled in one turn of the loop (as a native connection's
+                // frames from one read are), which keeps the hub's batches large. At most
+                // `maxAhead` wait on the loop; a pause (asked on the loop) is seen at once.
+                ahead += 1
+                if ahead < Self.maxAhead && !sink.pauseRequested {
+                    channel.eventLoop.execute(deliver)
+                } else {
+                    try await channel.eventLoop.submit(deliver).get()
+                    ahead = 0
+                    if sink.pauseRequested { await sink.waitUntilReading() }
+                }
             }
         } catch {
             logger.debug("websocket closed", metadata: ["error": "\(error)"])

@@ -1,6 +1,7 @@
 import NIOCore
 import ParleyCore
 import ParleyWire
+import Synchronization
 
 /// The WebSocket transport's ``ConnectionSink``: bytes already framed as WebSocket text messages
 /// (by ``WebSocketEncoder``, once per event for every WebSocket session, or by ``wire(_:)`` for
@@ -19,6 +20,8 @@ final class WebSocketSink: ConnectionSink {
     /// The context of the handler nearest the socket: writes through it skip the frame encoder.
     private let output: NIOLoopBound<ChannelHandlerContext>
     private let state: NIOLoopBoundBox<State>
+    /// Whether reading is paused, for the task that takes messages off the WebSocket.
+    private let paused = Atomic<Bool>(false)
 
     struct State {
         var pausedBySession = false
@@ -52,6 +55,7 @@ final class WebSocketSink: ConnectionSink {
     private func update(_ change: (inout State) -> Void) {
         let resumed = state.withValue { s -> [CheckedContinuation<Void, Never>] in
             change(&s)
+            paused.store(s.paused, ordering: .releasing)
             guard !s.paused else { return [] }
             defer { s.waiting = [] }
             return s.waiting
@@ -59,8 +63,8 @@ final class WebSocketSink: ConnectionSink {
         for waiter in resumed { waiter.resume() }
     }
 
-    /// Whether reading is paused now (on the loop).
-    var isPaused: Bool { state.value.paused }
+    /// Whether reading is paused (from any thread; set on the loop).
+    var pauseRequested: Bool { paused.load(ordering: .acquiring) }
 
     /// Returns once reading is no longer paused (or the connection has closed).
     func waitUntilReading() async {
