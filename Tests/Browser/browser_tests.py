@@ -266,15 +266,22 @@ class BrowserTests(unittest.TestCase):
         self.natives = []
 
     def tearDown(self):
+        problems = []
         for number, page in enumerate(self.pages):
             try:
                 page.screenshot(f"{self._testMethodName[5:]}-{number}-end")
+                # No script error and no Content-Security-Policy violation in any page (a refused
+                # WebSocket while the server restarts is expected, and logged by Chromium).
+                for entry in page.driver.get_log("browser"):
+                    if entry["level"] == "SEVERE" and "WebSocket connection" not in entry["message"]:
+                        problems.append(entry["message"])
             except WebDriverException:
                 pass
             page.close()
         for native in self.natives:
             native.close()
         self.server.close()
+        self.assertEqual(problems, [], "the browser console reported errors")
 
     def page(self, width=1200, height=800):
         page = Page(self.server, width, height)
