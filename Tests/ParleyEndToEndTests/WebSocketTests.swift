@@ -169,6 +169,26 @@ struct WebSocketTests {
         await s.stop()
     }
 
+    @Test("WebSocket connections count against the connection limits: over one, TOO_MANY_CONNECTIONS and close 1013")
+    func connectionLimit() async throws {
+        let (s, http) = try await Self.start { $0.maxConnectionsPerAddress = 2 }
+        defer { s.removeData() }
+        let native = try await s.connect()
+        let first = try await RawWebSocket.connect(port: http)
+        _ = try await first.next("hello")
+        let refused = try await RawWebSocket.connect(port: http)
+        #expect(refused.status == 101)
+        #expect(try await refused.next("error")["code"] as? String == "TOO_MANY_CONNECTIONS")
+        #expect(try await refused.closeCode() == 1013)
+        await first.close()
+        try await eventually("the first WebSocket to be counted out") { s.server.connectionCount == 1 }
+        let again = try await RawWebSocket.connect(port: http)
+        #expect(try await again.next("hello")["type"] as? String == "hello")
+        for socket in [refused, again] { await socket.close() }
+        await native.close()
+        await s.stop()
+    }
+
     @Test("a page from another origin cannot open the WebSocket; the server's own and allowed origins can")
     func origin() async throws {
         let (s, http) = try await Self.start { $0.allowedOrigins = ["https://chat.example.com"] }

@@ -122,7 +122,11 @@ struct WebListener: Listener {
             connection.start(sink: sink, address: address)
             return (NIOLoopBound(connection, eventLoop: channel.eventLoop), sink)
         }.get()
-        guard let (bound, sink) = started else { return }
+        guard let (bound, sink) = started else {
+            // Refused (over a connection limit): the sink closes once the error is written.
+            try? await channel.closeFuture.get()
+            return
+        }
         var message = channel.allocator.buffer(capacity: 0)
         var kind: WebSocketDataFrame.Opcode = .text
         var ahead = 0
