@@ -287,6 +287,55 @@ struct WebSocketTests {
         await s.stop()
     }
 
+    @Test("a WebSocket client flooding sends without reading slows only itself; others talk on")
+    func flood() async throws {
+        let (s, http) = try await Self.start { $0.limits.maxOutboxBytes = 256 * 1024 }
+        defer { s.removeData() }
+        let flooder = try await RawWebSocket.connect(port: http, receiveBuffer: 4096)
+        try await flooder.login("Flooder")
+        _ = try await flooder.next("replay_end")
+        try await flooder.channel.setOption(ChannelOptions.autoRead, value: false).get()
+        let (bob, _) = try await s.login("bob")
+        let (carol, _) = try await s.login("carol")
+        // 5,000 sends in writes of 500, as fast as TCP takes them.
+        let flood = Task {
+            for batch in 0..<10 {
+                var bytes: [UInt8] = []
+                for i in 0..<500 { bytes += RawWebSocket.masked(#"{"type":"send","id":\#(batch * 500 + i),"room":"general","text":"f"}"#) }
+                try? await flooder.sendRaw(bytes)
+            }
+        }
+        for i in 0..<20 {
+            let sent = try await bob.send("to carol \(i)", to: "carol", timeout: 30)
+            _ = try await carol.nextMessage(timeout: 30) { $0.messageId == sent.messageId }
+        }
+        #expect(bob.isActive && carol.isActive)
+        flood.cancel()
+        await flooder.close()
+        try await eventually("the flooder's connection to be gone") { s.server.connectionCount == 2 }
+        for c in [bob, carol] { await c.close() }
+        await s.stop()
+    }
+
+    @Test("the HTTP port survives garbage and oversized headers, and keeps serving")
+    func httpGarbage() async throws {
+        let (s, http) = try await Self.start()
+        defer { s.removeData() }
+        let garbage = try await RawWebSocket.connectPlain(port: http)
+        try await garbage.sendRaw((0..<4096).map { UInt8(($0 * 7 + 3) % 256) })
+        let answer = try await garbage.readToEnd(timeout: 5)
+        #expect(String(decoding: answer.prefix(12), as: UTF8.self) == "HTTP/1.1 400", "\(answer.prefix(40))")
+        let huge = try await RawWebSocket.connectPlain(port: http)
+        try await huge.sendRaw(Array("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 200_000))\r\n\r\n".utf8))
+        let refused = try await huge.readToEnd(timeout: 5)
+        #expect(String(decoding: refused.prefix(12), as: UTF8.self) == "HTTP/1.1 431", "an oversized head is refused")
+        #expect(try await Self.get("/", port: http).status == 200)
+        let web = try await RawWebSocket.connect(port: http)
+        #expect(try await web.next("hello")["type"] as? String == "hello")
+        await web.close()
+        await s.stop()
+    }
+
     @Test("at shutdown a WebSocket client gets the notice and a close (1001)")
     func shutdown() async throws {
         let (s, http) = try await Self.start()

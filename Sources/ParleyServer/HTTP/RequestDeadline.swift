@@ -26,14 +26,21 @@ struct RequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
 }
 
 /// Closes the connection unless the end of a request head (an empty line) arrives within the
-/// limit; removes itself once it has.
+/// limit; removes itself once it has. What cannot be the start of an HTTP request (anything but
+/// a method token and a space) is answered 400 at once, and a head over 32 KiB 431: NIO's parser,
+/// while an upgrade is being negotiated, would otherwise leave such a connection open until the
+/// deadline.
 /// Thread safety: a `ChannelHandler`; used on its channel's loop only.
 final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
+    static let maxHead = 32 * 1024
     let limit: TimeAmount
     private var timer: Scheduled<Void>?
-    /// The last bytes seen (an empty line may straddle two reads).
+    /// The first bytes (to check the method) and the last three (an empty line may straddle reads).
+    private var start: [UInt8] = []
     private var last: [UInt8] = []
+    private var seen = 0
+    private var refused = false
 
     init(limit: TimeAmount) { self.limit = limit }
 
@@ -47,14 +54,38 @@ final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
         let bytes = unwrapInboundIn(data).readableBytesView
+        if start.count < 16 {
+            start += bytes.prefix(16 - start.count)
+            if !Self.mayStartRequest(start) { return refuse(context, "400 Bad Request") }
+        }
         let window = last + bytes.prefix(3)
         let found = window.firstRange(of: [13, 10, 13, 10]) != nil || bytes.firstRange(of: [13, 10, 13, 10]) != nil
         last = Array((last + bytes.suffix(3)).suffix(3))
+        seen += bytes.count
+        if !found && seen > Self.maxHead { return refuse(context, "431 Request Header Fields Too Large") }
         context.fireChannelRead(data)
         if found {
             timer?.cancel()
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
+    }
+
+    /// Whether `bytes` can begin a request line: an upper-case method of up to 10 letters, then a space.
+    static func mayStartRequest(_ bytes: [UInt8]) -> Bool {
+        for (index, byte) in bytes.enumerated() {
+            if byte == UInt8(ascii: " ") { return index > 0 }
+            if !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || index >= 10 { return false }
+        }
+        return true
+    }
+
+    private func refuse(_ context: ChannelHandlerContext, _ status: String) {
+        refused = true
+        timer?.cancel()
+        let response = "HTTP/1.1 \(status)\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in channel.close(promise: nil) }
     }
 }
