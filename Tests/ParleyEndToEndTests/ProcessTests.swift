@@ -44,6 +44,30 @@ struct ProcessTests {
         return (process, try #require(Int(match.1)))
     }
 
+    /// Like ``serve(directory:fileLimit:errors:environment:)``, and also the HTTP port from the second line.
+    static func serveWithHTTP(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil) async throws -> (Process, Int, Int) {
+        let process = Process()
+        let arguments = [Self.executable.path, "serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--log-level", "warning"]
+        process.executableURL = URL(fileURLWithPath: fileLimit == nil ? arguments[0] : "/usr/bin/prlimit")
+        process.arguments = fileLimit.map { ["--nofile=\($0):\($0)"] + arguments } ?? Array(arguments.dropFirst())
+        let output = Pipe()
+        process.standardOutput = output
+        if let errors { process.standardError = errors }
+        try process.run()
+        let text = await Task.detached { () -> String in
+            var text = ""
+            while !text.contains("/\n") {
+                let data = output.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            return text
+        }.value
+        let native = try #require(text.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/))
+        let http = try #require(text.firstMatch(of: /http:\/\/127\.0\.0\.1:(\d+)\//))
+        return (process, try #require(Int(native.1)), try #require(Int(http.1)))
+    }
+
     @Test("at the file-descriptor limit the server pauses accepting instead of spinning, says so once, and accepts again when descriptors free up",
           .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")))
     func fileDescriptorLimit() async throws {
@@ -82,6 +106,36 @@ struct ProcessTests {
         let rest = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         let all = log.withLock { $0 + rest }
         #expect(all.components(separatedBy: "cannot accept connections").count - 1 == 1, "said once: \(all)")
+    }
+
+    @Test("out of file descriptors, the HTTP port neither spins nor dies: it serves again once descriptors free up",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")))
+    func fileDescriptorLimitHTTP() async throws {
+        let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let errors = Pipe()
+        let (process, _, http) = try await Self.serveWithHTTP(directory: directory, fileLimit: 96, errors: errors)
+        defer { if process.isRunning { process.terminate() } }
+        var sockets: [Int32] = []
+        for _ in 0..<150 { sockets.append(try Self.rawConnect(port: http)) }
+        defer { for fd in sockets { close(fd) } }
+        // The server takes what descriptors it has (the rest wait in the backlog); meanwhile it
+        // must not burn a core retrying accept.
+        let pid = process.processIdentifier
+        try await eventually("the server to use up its descriptors", timeout: 20) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count) ?? 0) >= 90
+        }
+        let before = try Self.cpuTicks(pid)
+        try await Task.sleep(for: .seconds(1))
+        let used = try Self.cpuTicks(pid) - before
+        #expect(used < 25, "\(used) ticks of CPU in one second at the descriptor limit")
+        for fd in sockets.prefix(100) { close(fd) }
+        sockets.removeFirst(100)
+        try await eventually("the HTTP port to serve again", timeout: 20) {
+            (try? await WebSocketTests.get("/", port: http).status) == 200
+        }
+        process.terminate()
+        _ = await Task.detached { process.waitUntilExit() }.value
     }
 
     /// A blocking TCP connection to 127.0.0.1:`port` (completed by the kernel, accepted or not).
