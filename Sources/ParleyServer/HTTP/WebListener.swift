@@ -57,8 +57,11 @@ struct WebListener: Listener {
             }
             return Self.text(.badRequest, "/ws is a WebSocket endpoint: connect with a WebSocket client\n")
         }
+        // Hummingbird logs every connection that closes before its upgrade finished (one we closed
+        // for being too slow, say) as an error: one line per connection anyone can cause. Its
+        // logs are kept for debugging; ours say what matters.
         var hbLogger = logger
-        hbLogger.logLevel = max(logger.logLevel, .notice)
+        hbLogger.logLevel = logger.logLevel <= .debug ? logger.logLevel : .critical
         let limits = configuration.limits
         let configuration = self.configuration
         let runtime = self.runtime
@@ -82,7 +85,12 @@ struct WebListener: Listener {
         let app = Application(
             router: router, server: server,
             configuration: .init(address: .hostname(host, port: port), serverName: nil, backlog: 4096),
-            onServerRunning: { running.succeed($0) },
+            onServerRunning: { channel in
+                // Out of file descriptors, Hummingbird's accept loop would retry at once, forever
+                // (a core at 100 %): pause accepting as the native listener does.
+                try? await channel.pipeline.addHandler(AcceptPause(log: AcceptFailureLog(logger: logger)), position: .first)
+                running.succeed(channel)
+            },
             eventLoopGroupProvider: .shared(group), logger: hbLogger)
         let task = Task {
             do { try await app.run() } catch { running.fail(error) }
