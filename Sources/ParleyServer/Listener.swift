@@ -95,11 +95,19 @@ struct NativeListener: Listener {
     /// The notice follows every acknowledgement already written; a client that does not read
     /// them within 10 s is closed anyway.
     func farewell(_ channel: any Channel, message: String) {
-        let timer = channel.eventLoop.scheduleTask(in: .seconds(10)) { channel.close(promise: nil) }
         let bytes = NativeEncoder().encode(.shutdown(message: message), allocator: channel.allocator)
-        channel.writeAndFlush(bytes).whenComplete { _ in
+        channel.close(once: channel.writeAndFlush(bytes), within: .seconds(10))
+    }
+}
+
+extension Channel {
+    /// Closes the channel once `written` completes (the last words have reached the socket), or
+    /// after `grace` at the latest: a client that does not read cannot keep it open.
+    func close(once written: EventLoopFuture<Void>, within grace: TimeAmount) {
+        let timer = eventLoop.scheduleTask(in: grace) { self.close(promise: nil) }
+        written.whenComplete { _ in
             timer.cancel()
-            channel.close(promise: nil)
+            self.close(promise: nil)
         }
     }
 }

@@ -105,11 +105,7 @@ final class WebSocketSink: ConnectionSink {
         if let frame { context.write(NIOAny(Self.reframe(frame, allocator: channel.allocator)), promise: nil) }
         let done = channel.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(Self.closeFrame(code: code, reason: reason, allocator: channel.allocator)), promise: done)
-        let timer = channel.eventLoop.scheduleTask(in: grace) { channel.close(promise: nil) }
-        done.futureResult.whenComplete { _ in
-            timer.cancel()
-            channel.close(promise: nil)
-        }
+        channel.close(once: done.futureResult, within: grace)
     }
 
     /// Native frames (each a 4-byte big-endian length and that many bytes) as WebSocket text

@@ -57,11 +57,7 @@ final class NativeSink: ConnectionSink {
     /// Writes an error frame and closes the connection once it is written (or after 2 s).
     static func closeWithError(_ channel: any Channel, _ error: ParleyError) {
         let frame = ServerFrame.error(error).frame(allocator: channel.allocator)
-        let timer = channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-        channel.writeAndFlush(frame).whenComplete { _ in
-            timer.cancel()
-            channel.close(promise: nil)
-        }
+        channel.close(once: channel.writeAndFlush(frame), within: .seconds(2))
     }
 }
 
