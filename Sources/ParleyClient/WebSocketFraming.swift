@@ -1,4 +1,5 @@
 import NIOCore
+import ParleyWire
 
 /// Lets the native-protocol client speak over a WebSocket (`/ws` of `parley serve`'s HTTP port):
 /// it asks for the upgrade when the connection opens, then hands each text message from the
@@ -108,12 +109,7 @@ final class WebSocketFraming: ChannelDuplexHandler {
     static func frame(opcode: UInt8, payload: ByteBuffer, allocator: ByteBufferAllocator) -> ByteBuffer {
         let count = payload.readableBytes
         var buffer = allocator.buffer(capacity: count + 14)
-        buffer.writeInteger(0x80 | opcode)
-        switch count {
-        case ..<126: buffer.writeInteger(UInt8(0x80 | count))
-        case ..<65536: buffer.writeInteger(UInt8(0x80 | 126)); buffer.writeInteger(UInt16(count))
-        default: buffer.writeInteger(UInt8(0x80 | 127)); buffer.writeInteger(UInt64(count))
-        }
+        WebSocketHeader.write(opcode: opcode, length: count, masked: true, into: &buffer)
         let mask = UInt32.random(in: 0...UInt32.max)
         buffer.writeInteger(mask)
         let maskBytes = [UInt8(mask >> 24), UInt8(mask >> 16 & 0xff), UInt8(mask >> 8 & 0xff), UInt8(mask & 0xff)]

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import ParleyCore
+import ParleyWire
 
 /// A deliberately simple WebSocket client over a real TCP socket, for tests that need to send
 /// what a browser would not (binary, oversized or fragmented frames, a foreign Origin) and to read
@@ -12,6 +13,16 @@ final class RawWebSocket: Sendable {
     let status: Int
     let responseHead: String
     private let inbox: Inbox
+
+    /// The bytes of one frame, masked as a client must.
+    static func masked(opcode: UInt8 = 1, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
+        var buffer = ByteBuffer()
+        WebSocketHeader.write(opcode: opcode, length: payload.count, masked: true, fin: fin, into: &buffer)
+        let mask: [UInt8] = (0..<4).map { _ in UInt8.random(in: 0...255) }
+        buffer.writeBytes(mask)
+        buffer.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset % 4] })
+        return Array(buffer.readableBytesView)
+    }
 
     struct Frame: Sendable {
         var opcode: UInt8
@@ -100,17 +111,7 @@ final class RawWebSocket: Sendable {
 
     /// Sends one frame, masked as a client must.
     func send(opcode: UInt8 = 1, _ payload: [UInt8], fin: Bool = true) async throws {
-        var buffer = channel.allocator.buffer(capacity: payload.count + 14)
-        buffer.writeInteger((fin ? 0x80 : 0) | opcode)
-        switch payload.count {
-        case ..<126: buffer.writeInteger(UInt8(0x80 | payload.count))
-        case ..<65536: buffer.writeInteger(UInt8(0x80 | 126)); buffer.writeInteger(UInt16(payload.count))
-        default: buffer.writeInteger(UInt8(0x80 | 127)); buffer.writeInteger(UInt64(payload.count))
-        }
-        let mask: [UInt8] = (0..<4).map { _ in UInt8.random(in: 0...255) }
-        buffer.writeBytes(mask)
-        buffer.writeBytes(payload.enumerated().map { $0.element ^ mask[$0.offset % 4] })
-        try await channel.writeAndFlush(buffer)
+        try await sendRaw(Self.masked(opcode: opcode, payload, fin: fin))
     }
 
     func send(_ text: String) async throws { try await send(Array(text.utf8)) }

@@ -353,10 +353,5 @@ struct WebSocketTests {
 
 extension RawWebSocket {
     /// A masked text frame's bytes.
-    static func masked(_ text: String) -> [UInt8] {
-        let payload = Array(text.utf8)
-        precondition(payload.count < 126)
-        let mask: [UInt8] = [1, 2, 3, 4]
-        return [0x81, UInt8(0x80 | payload.count)] + mask + payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
-    }
+    static func masked(_ text: String) -> [UInt8] { masked(Array(text.utf8)) }
 }

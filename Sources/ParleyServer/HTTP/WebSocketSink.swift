@@ -114,32 +114,17 @@ final class WebSocketSink: ConnectionSink {
         var input = native
         var output = allocator.buffer(capacity: input.readableBytes + 16)
         while let length = input.readInteger(as: UInt32.self), let payload = input.readSlice(length: Int(length)) {
-            writeHeader(opcode: 0x1, length: payload.readableBytes, into: &output)
+            WebSocketHeader.write(opcode: 0x1, length: payload.readableBytes, into: &output)
             output.writeImmutableBuffer(payload)
         }
         return output
-    }
-
-    /// The header of an unmasked, final frame.
-    static func writeHeader(opcode: UInt8, length: Int, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(0x80 | opcode)
-        switch length {
-        case ..<126:
-            buffer.writeInteger(UInt8(length))
-        case ..<65536:
-            buffer.writeInteger(UInt8(126))
-            buffer.writeInteger(UInt16(length))
-        default:
-            buffer.writeInteger(UInt8(127))
-            buffer.writeInteger(UInt64(length))
-        }
     }
 
     /// A close frame with `code` and `reason` (at most 123 bytes).
     static func closeFrame(code: UInt16, reason: String, allocator: ByteBufferAllocator) -> ByteBuffer {
         let reason = Array(reason.utf8.prefix(123))
         var buffer = allocator.buffer(capacity: 4 + 2 + reason.count)
-        writeHeader(opcode: 0x8, length: 2 + reason.count, into: &buffer)
+        WebSocketHeader.write(opcode: 0x8, length: 2 + reason.count, into: &buffer)
         buffer.writeInteger(code)
         buffer.writeBytes(reason)
         return buffer
