@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import ParleyWire
 
@@ -30,9 +31,9 @@ final class WebSocketFraming: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let key = (0..<16).map { _ in UInt8.random(in: 0...255) }
+        let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
         let request = "GET \(path) HTTP/1.1\r\nHost: \(host)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            + "Sec-WebSocket-Key: \(base64(key))\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n"
         context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: request)), promise: nil)
         context.fireChannelActive()
     }
@@ -119,18 +120,5 @@ final class WebSocketFraming: ChannelDuplexHandler {
             index += 1
         }
         return buffer
-    }
-
-    private func base64(_ bytes: [UInt8]) -> String {
-        let table = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-        var out: [UInt8] = []
-        var i = 0
-        while i < bytes.count {
-            let chunk = bytes[i..<min(i + 3, bytes.count)]
-            let n = chunk.enumerated().reduce(0) { $0 | Int($1.element) << (16 - 8 * $1.offset) }
-            for j in 0..<4 { out.append(j <= chunk.count ? table[(n >> (18 - 6 * j)) & 63] : UInt8(ascii: "=")) }
-            i += 3
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -38,9 +38,6 @@ struct WebAssets: Sendable {
         self.assets = assets
     }
 
-    /// Total size of the client, uncompressed (index.html counted once).
-    var totalBytes: Int { assets.filter { $0.key != "/" }.values.reduce(0) { $0 + $1.body.readableBytes } }
-
     static func contentType(of name: String) -> String {
         switch name.split(separator: ".").last {
         case "html": "text/html; charset=utf-8"

@@ -135,16 +135,10 @@ final class WebSocketSink: ConnectionSink {
 /// its context, and it tells the connection when the client has been silent for the idle timeout
 /// (from the `IdleStateHandler` below it).
 /// Thread safety: a `ChannelHandler`; used on its channel's loop only.
-final class WebSocketTap: ChannelDuplexHandler, RemovableChannelHandler {
+final class WebSocketTap: ChannelDuplexHandler {
     typealias InboundIn = NIOAny
     typealias OutboundIn = NIOAny
-    var context: ChannelHandlerContext?
     var onIdle: (() -> Void)?
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) { context.fireChannelRead(data) }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .read? = event as? IdleStateHandler.IdleStateEvent {
