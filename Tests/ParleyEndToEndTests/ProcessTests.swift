@@ -13,9 +13,10 @@ struct ProcessTests {
             .deletingLastPathComponent().appendingPathComponent("parley")
     }
 
-    /// Starts `parley serve` on a free port and returns it with the port its first line names.
+    /// Starts `parley serve` on free ports and returns it with the native port its first line
+    /// names and the HTTP port of its second.
     /// - Parameter fileLimit: run it under `prlimit` with this many file descriptors.
-    static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:]) async throws -> (Process, Int) {
+    static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:]) async throws -> (Process, Int, http: Int) {
         let process = Process()
         let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", "warning"]
         if let fileLimit {
@@ -30,31 +31,8 @@ struct ProcessTests {
         process.standardOutput = output
         if let errors { process.standardError = errors }
         try process.run()
-        // The first line says where it listens.
+        // The first line says where it listens, the second where the browser client is.
         let line = await Task.detached { () -> String in
-            var text = ""
-            while !text.contains("\n") {
-                let data = output.fileHandleForReading.availableData
-                if data.isEmpty { break }
-                text += String(decoding: data, as: UTF8.self)
-            }
-            return text
-        }.value
-        let match = try #require(line.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/))
-        return (process, try #require(Int(match.1)))
-    }
-
-    /// Like ``serve(directory:fileLimit:errors:environment:)``, and also the HTTP port from the second line.
-    static func serveWithHTTP(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil) async throws -> (Process, Int, Int) {
-        let process = Process()
-        let arguments = [Self.executable.path, "serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--log-level", "warning"]
-        process.executableURL = URL(fileURLWithPath: fileLimit == nil ? arguments[0] : "/usr/bin/prlimit")
-        process.arguments = fileLimit.map { ["--nofile=\($0):\($0)"] + arguments } ?? Array(arguments.dropFirst())
-        let output = Pipe()
-        process.standardOutput = output
-        if let errors { process.standardError = errors }
-        try process.run()
-        let text = await Task.detached { () -> String in
             var text = ""
             while !text.contains("/\n") {
                 let data = output.fileHandleForReading.availableData
@@ -63,8 +41,8 @@ struct ProcessTests {
             }
             return text
         }.value
-        let native = try #require(text.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/))
-        let http = try #require(text.firstMatch(of: /http:\/\/127\.0\.0\.1:(\d+)\//))
+        let native = try #require(line.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/))
+        let http = try #require(line.firstMatch(of: /http:\/\/127\.0\.0\.1:(\d+)\//))
         return (process, try #require(Int(native.1)), try #require(Int(http.1)))
     }
 
@@ -74,7 +52,7 @@ struct ProcessTests {
         let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let errors = Pipe()
-        let (process, port) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors,
+        let (process, port, _) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors,
                                                    environment: ["PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "0"])
         defer { if process.isRunning { process.terminate() } }
         let pid = process.processIdentifier
@@ -114,7 +92,7 @@ struct ProcessTests {
         let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let errors = Pipe()
-        let (process, _, http) = try await Self.serveWithHTTP(directory: directory, fileLimit: 96, errors: errors)
+        let (process, _, http) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors)
         defer { if process.isRunning { process.terminate() } }
         var sockets: [Int32] = []
         for _ in 0..<150 { sockets.append(try Self.rawConnect(port: http)) }
@@ -170,7 +148,7 @@ struct ProcessTests {
     func crashKeepsReadPositions() async throws {
         let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (process, port) = try await Self.serve(directory: directory)
+        let (process, port, _) = try await Self.serve(directory: directory)
         defer { if process.isRunning { process.terminate() } }
         let alice = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
         try await alice.register("alice", password: TestServer.password)
@@ -190,7 +168,7 @@ struct ProcessTests {
         }
         kill(process.processIdentifier, SIGKILL)
         _ = await Task.detached { process.waitUntilExit() }.value
-        let (again, port2) = try await Self.serve(directory: directory)
+        let (again, port2, _) = try await Self.serve(directory: directory)
         defer { if again.isRunning { again.terminate() } }
         let back = try await ParleyClient.connect(host: "127.0.0.1", port: port2, group: MultiThreadedEventLoopGroup.singleton)
         try await back.login("bob", password: TestServer.password)
@@ -205,7 +183,7 @@ struct ProcessTests {
     func serveAndTerminate() async throws {
         let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let (process, port) = try await Self.serve(directory: directory)
+        let (process, port, _) = try await Self.serve(directory: directory)
         defer { if process.isRunning { process.terminate() } }
 
         let client = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
