@@ -200,17 +200,18 @@ class Page:
     def signin_status(self):
         return self.find("#signin-status").text
 
-    def register(self, name, password=PASSWORD):
+    def sign_in(self, button, name, password):
+        """Waits for the server's hello, fills in the form and presses `button` (login or register)."""
         self.wait(lambda: self.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
         self.fill("username", name)
         self.fill("password", password)
-        self.find("#register").click()
+        self.find("#" + button).click()
+
+    def register(self, name, password=PASSWORD):
+        self.sign_in("register", name, password)
 
     def login(self, name, password=PASSWORD):
-        self.wait(lambda: self.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
-        self.fill("username", name)
-        self.fill("password", password)
-        self.find("#login").click()
+        self.sign_in("login", name, password)
 
     def in_chat(self):
         self.wait(lambda: self.visible("chat") and self.driver.execute_script("return window.parley.app.loggedIn && !window.parley.app.replaying"),

@@ -641,8 +641,6 @@ function renderPeople() {
   $('people-list').replaceChildren(...list);
 }
 
-function renderAll() { renderSidebar(); renderHeader(); renderMessages(true); renderPeople(); renderCount(); renderTitle(); }
-
 async function joinGroup(name) {
   await groupRequest({ type: 'group_join', group: name }, () => {
     const c = conv('room:' + lower(name));
