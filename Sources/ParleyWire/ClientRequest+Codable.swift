@@ -2,7 +2,7 @@ import ParleyCore
 
 extension RequestEnvelope: Codable {
     enum Key: String, CodingKey {
-        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users, token, remember, ack, through
+        case type, id, username, password, since, name, room, to, text, with, before, limit, group, user, inviteOnly, after, users, token, remember, ack, through, everywhere, current, session
     }
 
     /// Thrown while decoding when `type` names no request.
@@ -72,7 +72,13 @@ extension RequestEnvelope: Codable {
         case "group_mode": request = .group(.setMode(group: try string(.group), inviteOnly: try c.decode(Bool.self, forKey: .inviteOnly)))
         case "group_transfer": request = .group(.transfer(group: try string(.group), user: try string(.user)))
         case "group_delete": request = .group(.delete(group: try string(.group)))
-        case "logout": request = .logout
+        case "logout": request = .logout(everywhere: try c.decodeIfPresent(Bool.self, forKey: .everywhere) ?? false)
+        case "change_password": request = .changePassword(current: try string(.current), password: try string(.password))
+        case "sessions": request = .sessions
+        case "end_session":
+            guard let session = try integer(.session, Int.self) else { throw Invalid(message: "missing field 'session'") }
+            request = .endSession(session)
+        case "revoke": request = .revoke(token: try string(.token))
         default: throw UnknownType(type: type)
         }
     }
@@ -116,8 +122,17 @@ extension RequestEnvelope: Codable {
             }
             try c.encodeIfPresent(before, forKey: .before)
             try c.encodeIfPresent(limit, forKey: .limit)
-        case .ping, .pong, .logout:
+        case .ping, .pong, .sessions:
             break
+        case .logout(let everywhere):
+            if everywhere { try c.encode(true, forKey: .everywhere) }
+        case .changePassword(let current, let password):
+            try c.encode(current, forKey: .current)
+            try c.encode(password, forKey: .password)
+        case .endSession(let session):
+            try c.encode(session, forKey: .session)
+        case .revoke(let token):
+            try c.encode(token, forKey: .token)
         case .groups(let after), .myGroups(let after):
             try c.encodeIfPresent(after, forKey: .after)
         case .groupMembers(let group, let after):

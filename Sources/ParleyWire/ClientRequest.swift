@@ -35,7 +35,18 @@ public enum ClientRequest: Sendable, Hashable {
     case groupMembers(group: String, after: String? = nil)
     /// A change to a group (`group_create`, `group_join`, … on the wire).
     case group(GroupCommand)
-    case logout
+    /// Ends this session and forgets its login token; `everywhere`: revokes every login token of
+    /// the account and closes all its sessions.
+    case logout(everywhere: Bool = false)
+    /// Changes the account's password (the current one is required); revokes every other login
+    /// token and closes the account's other sessions.
+    case changePassword(current: String, password: String)
+    /// The requester's own sessions (transport, address, since).
+    case sessions
+    /// Ends one of the requester's own sessions (by the id `sessions` lists) and revokes its token.
+    case endSession(Int)
+    /// Forgets a login token, without logging in (a client that logged out while offline).
+    case revoke(token: String)
 
     /// The wire name of each request type.
     public var type: String {
@@ -66,6 +77,10 @@ public enum ClientRequest: Sendable, Hashable {
             case .delete: "group_delete"
             }
         case .logout: "logout"
+        case .changePassword: "change_password"
+        case .sessions: "sessions"
+        case .endSession: "end_session"
+        case .revoke: "revoke"
         }
     }
 
@@ -78,7 +93,7 @@ public enum ClientRequest: Sendable, Hashable {
     /// Whether the request is allowed before login (the command table's "pre-login" column).
     public var allowedBeforeLogin: Bool {
         switch self {
-        case .register, .login, .guest, .ping, .pong: true
+        case .register, .login, .guest, .ping, .pong, .revoke: true
         default: false
         }
     }

@@ -60,6 +60,8 @@ public struct ServerFrame: Codable, Sendable, Hashable {
     public var by: String?
     public var owner: String?
     public var inviteOnly: Bool?
+    // sessions
+    public var sessions: [SessionInfo]?
 
     public init(type: String, id: RequestID? = nil) {
         self.type = type
@@ -293,5 +295,27 @@ extension ServerFrame {
         frame.count = page.count
         frame.more = page.more
         return frame
+    }
+}
+
+/// One of a user's sessions, in a `sessions` reply.
+/// Thread safety: a value type; `Sendable`.
+public struct SessionInfo: Codable, Sendable, Hashable {
+    /// The id `end_session` takes.
+    public var session: Int
+    /// `native` or `websocket`.
+    public var transport: String
+    public var address: String
+    /// When it logged in (ISO 8601, UTC).
+    public var since: String
+    /// Whether this is the session that asked.
+    public var current: Bool
+
+    public init(session: Int, transport: String, address: String, since: String, current: Bool) {
+        self.session = session
+        self.transport = transport
+        self.address = address
+        self.since = since
+        self.current = current
     }
 }

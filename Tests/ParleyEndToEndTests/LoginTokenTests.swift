@@ -40,7 +40,7 @@ struct LoginTokenTests {
         await expectError(.invalidCredentials) { try await thief.login("bob", token: token) }
         await expectError(.invalidCredentials) { try await thief.login("alice", token: String(repeating: "A", count: 43)) }
         // Logout forgets it.
-        _ = try await again.request(.logout)
+        _ = try await again.request(.logout())
         try await again.waitForClose()
         await expectError(.invalidCredentials) { try await thief.login("alice", token: token) }
         await thief.close()

@@ -23,7 +23,7 @@ struct RequestParserTests {
         .history(.room("devs"), before: 10, limit: 5), .history(.with("bob"), before: nil, limit: nil),
         .who(), .ping, .pong, .groups(), .myGroups(), .group(.create(group: "g", inviteOnly: true)), .group(.join(group: "g")),
         .group(.leave(group: "g")), .groupMembers(group: "g"), .group(.invite(group: "g", user: "u")), .group(.remove(group: "g", user: "u")),
-        .group(.setMode(group: "g", inviteOnly: false)), .group(.transfer(group: "g", user: "u")), .group(.delete(group: "g")), .logout,
+        .group(.setMode(group: "g", inviteOnly: false)), .group(.transfer(group: "g", user: "u")), .group(.delete(group: "g")), .logout(), .logout(everywhere: true), .changePassword(current: "a", password: "b"), .sessions, .endSession(3), .revoke(token: "t"),
     ])
     func roundTrip(_ request: ClientRequest) throws {
         let envelope = RequestEnvelope(id: .string("r1"), request)
