@@ -231,6 +231,9 @@ public final class ParleyClient: Sendable {
     /// Drops queued events.
     public func clearEvents() { inbox.state.withLock { $0.buffered.removeAll() } }
 
+    /// The frames received and not yet taken by ``next(timeout:_:where:)`` and its kin.
+    public func bufferedFrames() -> [ServerFrame] { inbox.state.withLock { $0.buffered } }
+
     /// Whether the connection is still open.
     public var isActive: Bool { channel.isActive }
 

@@ -60,9 +60,8 @@ struct NativeListener: Listener {
             // buffer that grows only for busy clients keeps idle connections cheap.
             .childChannelOption(ChannelOptions.maxMessagesPerRead, value: 1)
             .childChannelOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65536))
-            .childChannelOption(
-                ChannelOptions.writeBufferWaterMark,
-                value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
+            // NIO's own queue stays short; the connection's Outbox holds the rest, coalesced.
+            .childChannelOption(ChannelOptions.writeBufferWaterMark, value: Outbox.waterMark)
             .childChannelInitializer { channel in
                 if let refusal = admit(channel) {
                     return channel.eventLoop.makeCompletedFuture {

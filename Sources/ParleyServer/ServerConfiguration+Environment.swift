@@ -13,7 +13,7 @@ extension ServerConfiguration {
         "PARLEY_REPLAY_LIMIT", "PARLEY_MAX_OUTBOX", "PARLEY_GUESTS", "PARLEY_REGISTRATION", "PARLEY_BCRYPT_COST",
         "PARLEY_DURABILITY", "PARLEY_LOGIN_TIMEOUT", "PARLEY_IDLE_TIMEOUT", "PARLEY_FRAME_TIMEOUT", "PARLEY_THREADS", "PARLEY_PRESENCE_LIMIT",
         "PARLEY_MAX_CONNECTIONS", "PARLEY_MAX_CONNECTIONS_PER_ADDRESS", "PARLEY_MAX_PASSWORD_CHECKS", "PARLEY_MAX_COMMIT_BACKLOG",
-        "PARLEY_HTTP_PORT", "PARLEY_ALLOWED_ORIGINS", "PARLEY_TRUSTED_PROXIES",
+        "PARLEY_HTTP_PORT", "PARLEY_ALLOWED_ORIGINS", "PARLEY_TRUSTED_PROXIES", "PARLEY_PUBLIC_NAMES", "PARLEY_HTTP_IDLE_TIMEOUT",
     ]
 
     /// The defaults overridden by `PARLEY_*` variables (see README and `docs/parley.env.example`).
@@ -58,6 +58,7 @@ extension ServerConfiguration {
         loginTimeout = try double("PARLEY_LOGIN_TIMEOUT") ?? loginTimeout
         idleTimeout = try double("PARLEY_IDLE_TIMEOUT") ?? idleTimeout
         frameTimeout = try double("PARLEY_FRAME_TIMEOUT") ?? frameTimeout
+        httpIdleTimeout = try double("PARLEY_HTTP_IDLE_TIMEOUT") ?? httpIdleTimeout
         threads = try int("PARLEY_THREADS") ?? threads
         presenceThreshold = try int("PARLEY_PRESENCE_LIMIT") ?? presenceThreshold
         maxConnections = try int("PARLEY_MAX_CONNECTIONS") ?? maxConnections
@@ -76,6 +77,7 @@ extension ServerConfiguration {
         }
         allowedOrigins = list("PARLEY_ALLOWED_ORIGINS") ?? allowedOrigins
         trustedProxies = list("PARLEY_TRUSTED_PROXIES") ?? trustedProxies
+        publicNames = list("PARLEY_PUBLIC_NAMES") ?? publicNames
     }
 
     /// The one place settings are combined, used by `parley serve` and the tests alike: the
@@ -114,7 +116,7 @@ extension ServerConfiguration {
         guard limits.maxTextBytes >= 1, limits.maxTextBytes <= limits.maxFrameSize - 512 else {
             throw InvalidSetting(description: "the text limit in bytes must be positive and at least 512 bytes under the frame size")
         }
-        guard frameTimeout > 0, loginTimeout > 0, idleTimeout > 0 else {
+        guard frameTimeout > 0, loginTimeout > 0, idleTimeout > 0, httpIdleTimeout > 0 else {
             throw InvalidSetting(description: "timeouts must be more than 0 seconds")
         }
         guard maxConnections >= 0, maxConnectionsPerAddress >= 0 else {

@@ -60,6 +60,13 @@ public struct ServerConfiguration: Sendable {
     /// Addresses of reverse proxies whose `X-Forwarded-For` names the real client (for the login
     /// throttle and the per-address connection limit). Nobody else's is believed.
     public var trustedProxies: [String] = []
+    /// Host names (and addresses) by which people reach this server, e.g. `chat.example.org`: a
+    /// page may open the WebSocket when its origin names one of them (or a loopback or IP
+    /// address literal). Whatever a request's `Host` says is not believed (DNS rebinding).
+    public var publicNames: [String] = []
+    /// Seconds an HTTP connection may stay open without a request (keep-alive) before the server
+    /// closes it. WebSocket connections have the idle timeout instead.
+    public var httpIdleTimeout: Double = 15
 
     public init() {}
 }

@@ -62,6 +62,10 @@ struct Serve: AsyncParsableCommand {
     var allowedOrigins: [String] = []
     @Option(name: .customLong("trusted-proxy"), help: "A reverse proxy's IP address whose X-Forwarded-For is believed; repeatable [PARLEY_TRUSTED_PROXIES, comma-separated].")
     var trustedProxies: [String] = []
+    @Option(name: .customLong("public-name"), help: "A host name (chat.example.org) people use to reach this server; pages from it may use the WebSocket; repeatable [PARLEY_PUBLIC_NAMES, comma-separated].")
+    var publicNames: [String] = []
+    @Option(name: .customLong("http-idle-timeout"), help: "Seconds an HTTP keep-alive connection may wait for its next request [PARLEY_HTTP_IDLE_TIMEOUT]. (default: 15)")
+    var httpIdleTimeout: Double?
 
     /// The flags given, keyed like the environment (precedence is decided by `ServerConfiguration.resolve`).
     var flags: [String: String] {
@@ -91,6 +95,8 @@ struct Serve: AsyncParsableCommand {
         f["PARLEY_HTTP_PORT"] = noHTTP ? "off" : httpPort.map(String.init)
         f["PARLEY_ALLOWED_ORIGINS"] = allowedOrigins.isEmpty ? nil : allowedOrigins.joined(separator: ",")
         f["PARLEY_TRUSTED_PROXIES"] = trustedProxies.isEmpty ? nil : trustedProxies.joined(separator: ",")
+        f["PARLEY_PUBLIC_NAMES"] = publicNames.isEmpty ? nil : publicNames.joined(separator: ",")
+        f["PARLEY_HTTP_IDLE_TIMEOUT"] = httpIdleTimeout.map { String($0) }
         return f
     }
 

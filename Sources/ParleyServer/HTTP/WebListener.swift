@@ -112,12 +112,18 @@ struct WebListener: Listener {
             let operations = channel.pipeline.syncOperations
             try operations.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))), position: .first)
             try operations.addHandler(tap, position: .after(try operations.handler(type: IdleStateHandler.self)))
-            let sink = WebSocketSink(channel: channel, output: try operations.context(handler: tap))
+            let sink = WebSocketSink(channel: channel, output: try operations.context(handler: tap), maxOutbox: limits.maxOutboxBytes)
+            tap.onWritabilityChanged = { sink.writabilityChanged() }
             if let refusal = admit(channel) {
                 sink.close(with: refusal)
                 return nil
             }
-            _ = channel.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limits.maxOutboxBytes / 2, high: limits.maxOutboxBytes))
+            // NIO's own queue stays short; the sink's Outbox holds the rest, coalesced.
+            _ = channel.setOption(ChannelOptions.writeBufferWaterMark, value: Outbox.waterMark)
+            // Every frame of a read is decoded and queued before back-pressure can stop the next
+            // read: small reads keep that queue small (a 256 KB read of tiny frames cost over 1 MB).
+            _ = channel.setOption(ChannelOptions.maxMessagesPerRead, value: 1)
+            _ = channel.setOption(ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 16384))
             let connection = Connection(hub: hub, logger: logger)
             tap.onIdle = { connection.idle() }
             let id = ObjectIdentifier(channel)

@@ -23,28 +23,71 @@ final class WebSocketSink: ConnectionSink {
     /// Whether reading is paused, for the task that takes messages off the WebSocket.
     private let paused = Atomic<Bool>(false)
 
+    private let maxOutbox: Int
+
     struct State {
         var pausedBySession = false
         var pausedByRequests = false
+        /// The client does not read what it is sent (see ``Outbox``).
+        var pausedByOutput = false
+        var outbox = Outbox()
         var waiting: [CheckedContinuation<Void, Never>] = []
         var closing = false
-        var paused: Bool { pausedBySession || pausedByRequests }
+        var paused: Bool { pausedBySession || pausedByRequests || pausedByOutput }
     }
 
     /// On the channel's loop.
-    init(channel: any Channel, output: ChannelHandlerContext) {
+    init(channel: any Channel, output: ChannelHandlerContext, maxOutbox: Int) {
         self.channel = channel
         self.output = NIOLoopBound(output, eventLoop: channel.eventLoop)
         self.state = NIOLoopBoundBox(State(), eventLoop: channel.eventLoop)
+        self.maxOutbox = maxOutbox
     }
 
+    /// Writes through an ``Outbox``: straight to the socket while NIO's queue is short, else
+    /// coalesced until the channel is writable again; a client whose outbox fills while it does
+    /// not read is not read either.
     func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
-        let context = output.value
-        context.write(NIOAny(bytes), promise: written)
-        if flush { context.flush() }
+        let writable = channel.isWritable
+        let direct = state.withValue { s -> Bool in
+            s.outbox.mayWriteDirectly(channelWritable: writable)
+        }
+        if direct {
+            let context = output.value
+            context.write(NIOAny(bytes), promise: written)
+            if flush { context.flush() }
+            return
+        }
+        update { s in
+            s.outbox.append(bytes, promise: written)
+            if !writable && s.outbox.bytes > Outbox.pauseAbove { s.pausedByOutput = true }
+        }
+        if flush { drain() }
     }
 
-    var isWritable: Bool { channel.isWritable }
+    /// Hands what the outbox holds to NIO, if the channel can take it now.
+    private func drain() {
+        let context = output.value
+        guard channel.isWritable else {
+            context.flush()
+            return
+        }
+        var taken: (ByteBuffer, EventLoopPromise<Void>?)?
+        update { s in
+            taken = s.outbox.take(on: channel.eventLoop)
+            s.pausedByOutput = false
+        }
+        if let (bytes, promise) = taken {
+            context.write(NIOAny(bytes), promise: promise)
+            context.flush()
+        }
+    }
+
+    /// The channel's writability changed (NIO's queue crossed a water mark).
+    func writabilityChanged() { drain() }
+
+    /// Whether the outbox is within its bound.
+    var isWritable: Bool { state.value.outbox.bytes <= maxOutbox }
 
     func wire(_ native: ByteBuffer) -> ByteBuffer { Self.reframe(native, allocator: channel.allocator) }
 
@@ -82,7 +125,11 @@ final class WebSocketSink: ConnectionSink {
 
     /// Called when the channel closes: nobody waits for reading any more.
     func closed() {
-        let waiting = state.withValue { s in defer { s.waiting = [] }; return s.waiting }
+        let waiting = state.withValue { s in
+            s.outbox.discard()
+            defer { s.waiting = [] }
+            return s.waiting
+        }
         for waiter in waiting { waiter.resume() }
     }
 
@@ -102,6 +149,10 @@ final class WebSocketSink: ConnectionSink {
         guard state.withValue({ s in defer { s.closing = true }; return !s.closing }) else { return }
         let channel = self.channel
         let context = output.value
+        // What is queued goes first.
+        if let (bytes, promise) = state.withValue({ $0.outbox.take(on: channel.eventLoop) }) {
+            context.write(NIOAny(bytes), promise: promise)
+        }
         if let frame { context.write(NIOAny(Self.reframe(frame, allocator: channel.allocator)), promise: nil) }
         let done = channel.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(Self.closeFrame(code: code, reason: reason, allocator: channel.allocator)), promise: done)
@@ -139,6 +190,12 @@ final class WebSocketTap: ChannelDuplexHandler {
     typealias InboundIn = NIOAny
     typealias OutboundIn = NIOAny
     var onIdle: (() -> Void)?
+    var onWritabilityChanged: (() -> Void)?
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        onWritabilityChanged?()
+        context.fireChannelWritabilityChanged()
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .read? = event as? IdleStateHandler.IdleStateEvent {

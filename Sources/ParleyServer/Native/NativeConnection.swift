@@ -12,24 +12,42 @@ final class NativeConnection: ChannelInboundHandler {
 
     private let connection: Connection
     private let logger: Logger
+    private let maxOutbox: Int
+    private var sink: NativeSink?
 
     init(hub: Hub, logger: Logger) {
         self.connection = Connection(hub: hub, logger: logger)
         self.logger = logger
+        self.maxOutbox = hub.configuration.limits.maxOutboxBytes
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        connection.start(sink: NativeSink(channel: context.channel), address: context.channel.remoteAddress?.ipAddress ?? "?")
+        let sink = NativeSink(channel: context.channel, maxOutbox: maxOutbox)
+        self.sink = sink
+        connection.start(sink: sink, address: context.channel.remoteAddress?.ipAddress ?? "?")
         context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         connection.closed()
+        sink?.closed()
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // The replies to every request of one read leave as one write, at its end.
+        sink?.startRead()
         connection.received(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        sink?.endRead()
+        context.fireChannelReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        sink?.writabilityChanged()
+        context.fireChannelWritabilityChanged()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

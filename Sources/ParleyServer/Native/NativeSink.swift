@@ -2,32 +2,43 @@ import NIOCore
 import ParleyCore
 import ParleyWire
 
-/// The native protocol's ``SessionSink``: bytes (whole frames, coalesced by the session) go
-/// straight to the channel. Reading pauses while either the session (too many sends awaiting
-/// storage) or the connection (too many requests awaiting answers) asks for it.
-/// Thread safety: `Sendable`; the pause reasons live in a `NIOLoopBoundBox`, and the channel is
-/// called on its loop only.
+/// The native protocol's ``SessionSink``: bytes (whole frames, coalesced by the session) go to
+/// the channel through an ``Outbox``. Reading pauses while the session (too many sends awaiting
+/// storage), the connection (too many requests awaiting answers) or the outbox (a client not
+/// reading its replies) asks for it.
+/// Thread safety: `Sendable`; its state lives in a `NIOLoopBoundBox`, and the channel is called
+/// on its loop only.
 final class NativeSink: ConnectionSink {
     let channel: any Channel
     var eventLoop: any EventLoop { channel.eventLoop }
     var format: WireFormat { .native }
-    private let paused: NIOLoopBoundBox<(bySession: Bool, byRequests: Bool)>
+    private let state: NIOLoopBoundBox<State>
+    private let maxOutbox: Int
+
+    struct State {
+        var bySession = false
+        var byRequests = false
+        var byOutput = false
+        var outbox = Outbox()
+        var paused: Bool { bySession || byRequests || byOutput }
+    }
 
     /// On the channel's loop.
-    init(channel: any Channel) {
+    init(channel: any Channel, maxOutbox: Int) {
         self.channel = channel
-        self.paused = NIOLoopBoundBox((false, false), eventLoop: channel.eventLoop)
+        self.maxOutbox = maxOutbox
+        self.state = NIOLoopBoundBox(State(), eventLoop: channel.eventLoop)
     }
 
     /// The connection's own reason to pause reading (pending requests).
     func setReadingForRequests(_ reading: Bool) { updatePause { $0.byRequests = !reading } }
 
     /// Changes one reason to pause and switches reading when the outcome changes.
-    private func updatePause(_ change: (inout (bySession: Bool, byRequests: Bool)) -> Void) {
-        let (before, after) = paused.withValue { p -> (Bool, Bool) in
-            let before = p.bySession || p.byRequests
-            change(&p)
-            return (before, p.bySession || p.byRequests)
+    private func updatePause(_ change: (inout State) -> Void) {
+        let (before, after) = state.withValue { s -> (Bool, Bool) in
+            let before = s.paused
+            change(&s)
+            return (before, s.paused)
         }
         apply(before: before, after: after)
     }
@@ -41,16 +52,66 @@ final class NativeSink: ConnectionSink {
     }
 
     func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
-        if flush { channel.writeAndFlush(bytes, promise: written) } else { channel.write(bytes, promise: written) }
+        let writable = channel.isWritable
+        let (direct, before, after) = state.withValue { s -> (Bool, Bool, Bool) in
+            if s.outbox.mayWriteDirectly(channelWritable: writable) { return (true, false, false) }
+            let before = s.paused
+            s.outbox.append(bytes, promise: written)
+            if !writable && s.outbox.bytes > Outbox.pauseAbove { s.byOutput = true }
+            return (false, before, s.paused)
+        }
+        if direct {
+            if flush { channel.writeAndFlush(bytes, promise: written) } else { channel.write(bytes, promise: written) }
+        } else {
+            apply(before: before, after: after)
+            if flush { drain() }
+        }
     }
 
-    var isWritable: Bool { channel.isWritable }
+    /// Hands what the outbox holds to NIO, if the channel can take it now.
+    private func drain() {
+        guard channel.isWritable else {
+            // What NIO holds unflushed must go, or writability never comes back.
+            channel.flush()
+            return
+        }
+        let (taken, before, after) = state.withValue { s -> ((ByteBuffer, EventLoopPromise<Void>?)?, Bool, Bool) in
+            guard !s.outbox.reading else { return (nil, false, false) }
+            let taken = s.outbox.take(on: channel.eventLoop)
+            let before = s.paused
+            s.byOutput = false
+            return (taken, before, s.paused)
+        }
+        if let (bytes, promise) = taken { channel.writeAndFlush(bytes, promise: promise) }
+        apply(before: before, after: after)
+    }
+
+    /// A read begins: replies wait for its end.
+    func startRead() { state.withValue { $0.outbox.reading = true } }
+
+    /// The read has ended: its replies go out as one write.
+    func endRead() {
+        state.withValue { $0.outbox.reading = false }
+        drain()
+    }
+
+    /// The channel's writability changed (NIO's queue crossed a water mark).
+    func writabilityChanged() { drain() }
+
+    /// The connection has closed.
+    func closed() { state.withValue { $0.outbox.discard() } }
+
+    /// Whether the outbox is within its bound.
+    var isWritable: Bool { state.value.outbox.bytes <= maxOutbox }
 
     func wire(_ native: ByteBuffer) -> ByteBuffer { native }
 
     func setReading(_ reading: Bool) { updatePause { $0.bySession = !reading } }
 
     func close(with error: ParleyError) {
+        // What is queued goes first; the error frame follows it.
+        let pending = state.withValue { s in s.outbox.take(on: channel.eventLoop) }
+        if let (bytes, promise) = pending { channel.write(bytes, promise: promise) }
         Self.closeWithError(channel, error)
     }
 
