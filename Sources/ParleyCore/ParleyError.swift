@@ -52,6 +52,8 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
         public static let tooManyConnections: Code = "TOO_MANY_CONNECTIONS"
         public static let storageFailed: Code = "STORAGE_FAILED"
         public static let internalError: Code = "INTERNAL"
+        /// The session was ended by its own user (`end_session`, `logout` everywhere, a changed password).
+        public static let loggedOut: Code = "LOGGED_OUT"
     }
 
     public var code: Code
@@ -59,11 +61,14 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
     public var message: String
     /// Details for logs only.
     public var details: String?
+    /// Seconds after which trying again may succeed (`RATE_LIMITED`), sent as `retryAfter`.
+    public var retryAfter: Double?
 
-    public init(_ code: Code, _ message: String, details: String? = nil) {
+    public init(_ code: Code, _ message: String, details: String? = nil, retryAfter: Double? = nil) {
         self.code = code
         self.message = message
         self.details = details
+        self.retryAfter = retryAfter
     }
 
     /// Errors are equal when their code and message are; ``details`` is for logs only.

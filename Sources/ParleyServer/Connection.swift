@@ -105,6 +105,7 @@ final class Connection {
         case .ping: .ping
         case .pong: .pong
         case .logout: .logout
+        case .revoke: .revoke
         default: .other(type: request.type)
         }
     }
@@ -168,7 +169,7 @@ final class Connection {
         case .attachGuest:
             guard case .guest(let name)? = request else { return }
             do {
-                let attached = try hub.guest(wanted: name, sink: sink)
+                let attached = try hub.guest(wanted: name, sink: sink, address: address)
                 perform(machine.loginSucceeded(), id: id, attached: attached)
             } catch {
                 reply(.error(error, id: id))
@@ -179,8 +180,13 @@ final class Connection {
         case .perform:
             guard let request, let session else { return }
             handle(request, id: id, session: session)
+        case .revoke:
+            guard case .revoke(let token)? = request else { return }
+            hub.forgetToken(hash: LoginToken.hash(token))
+            reply(.ok(id: id))
         case .logout:
             if let tokenHash { hub.forgetToken(hash: tokenHash) }
+            if case .logout(everywhere: true)? = request, let session { hub.logoutEverywhere(session) }
             let channel = self.channel!
             let written = channel.eventLoop.makePromise(of: Void.self)
             sink.write(sink.wire(ServerFrame.ok(id: id).frame(allocator: channel.allocator)), flush: true, written: written)
@@ -249,6 +255,15 @@ final class Connection {
                 reply(.groups(hub.groupList(mine: true, after: after, for: session), id: id))
             case .groupMembers(let group, let after):
                 reply(.members(try hub.groupMembers(group, after: after, for: session), id: id))
+            case .sessions:
+                var frame = ServerFrame(type: "sessions", id: id)
+                frame.sessions = hub.ownSessions(of: session)
+                reply(frame)
+            case .endSession(let target):
+                try hub.endSession(target, for: session)
+                reply(.ok(id: id))
+            case .changePassword(let current, let password):
+                answer(hub.changePassword(current: current, new: password, address: address, for: session), id: id) { _ in .ok(id: id) }
             default:
                 guard let command = request.groupCommand else {
                     reply(.error(ParleyError(.badRequest, "'\(request.type)' cannot be used here"), id: id))

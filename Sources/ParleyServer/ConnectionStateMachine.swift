@@ -28,6 +28,8 @@ struct ConnectionStateMachine {
         case ping
         case pong
         case logout
+        /// Forget a login token (allowed before login).
+        case revoke
         /// Anything else (needs a login).
         case other(type: String)
     }
@@ -53,6 +55,8 @@ struct ConnectionStateMachine {
         case detachLateSession
         /// Answer `ok` to `logout`, then close.
         case logout
+        /// Forget a login token and answer `ok`.
+        case revoke
         /// Send a ping: the client has been quiet for an idle timeout.
         case ping
         /// Tell the client why, then close.
@@ -114,6 +118,7 @@ struct ConnectionStateMachine {
             switch request {
             case .ping: return .pong
             case .pong: return .none
+            case .revoke: return .revoke
             case .register: return .register
             case .login, .guest:
                 guard state == .awaitingLogin else {
@@ -133,6 +138,7 @@ struct ConnectionStateMachine {
                 return .refuse(ParleyError(.alreadyAuthenticated, "you are already logged in"))
             case .ping: return .pong
             case .pong: return .none
+            case .revoke: return .revoke
             case .logout:
                 state = .closing
                 return .logout

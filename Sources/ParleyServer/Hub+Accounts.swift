@@ -69,13 +69,24 @@ extension Hub {
     func login(name: String, credential: Credential, since: Int64? = nil, remember: Bool = false, acknowledges: Bool = false,
                address: String, sink: any SessionSink, unless gone: @escaping @Sendable () -> Bool = { false }) -> EventLoopFuture<Attached> {
         let loop = sink.eventLoop
+        // Nothing a stranger sends is kept (or logged) before it is known to be a valid name.
+        do {
+            try Names.validateUsername(name)
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
         let key = Names.key(name)
-        let throttleKeys = ["user:" + key, "addr:" + address]
+        // Password guesses are throttled per account and per address. A login token (256 bits)
+        // gains nothing from a per-account throttle, and must never be refused because of others'
+        // wrong passwords: its failures count per address only.
+        let addressKey = "addr:" + Self.throttleAddress(address)
+        let throttleKeys: [String]
+        if case .password = credential { throttleKeys = ["user:" + key, addressKey] } else { throttleKeys = [addressKey] }
         let now = Date().timeIntervalSince1970
         if let wait = state.withLock({ $0.shuttingDown ? -1 : $0.throttle.retryAfter(throttleKeys, now: now) }) {
             if wait < 0 { return loop.makeFailedFuture(ParleyError(.shuttingDown, "the server is shutting down")) }
             return loop.makeFailedFuture(
-                ParleyError(.rateLimited, "too many failed logins; try again in \(Int(wait.rounded(.up))) s"))
+                ParleyError(.rateLimited, "too many failed logins; try again in \(Int(wait.rounded(.up))) s", retryAfter: (wait * 10).rounded(.up) / 10))
         }
         let storage = self.storage
         let dummy = dummyHash
@@ -124,27 +135,39 @@ extension Hub {
                 }
                 throw ParleyError(.invalidCredentials, "wrong username or password")
             }
-            self.state.withLock { $0.throttle.succeeded("user:" + key) }
+            if case .password = credential { self.state.withLock { $0.throttle.succeeded("user:" + key) } }
             var attached = try self.attach(.account(AccountIdentity(name: found.account.name)), sink: sink,
                                            storedPosition: found.account.readPosition, since: since, partners: Set(found.partners),
-                                           acknowledges: acknowledges)
+                                           acknowledges: acknowledges, address: address, tokenHash: found.tokenHash)
             attached.issuedToken = found.token
             attached.tokenHash = found.tokenHash
             return attached
         }
     }
 
+    /// The part of an address the login throttle keys on: an IPv4 address whole, an IPv6 address
+    /// by its /64 (one subscriber's network; any one host has 2^64 addresses).
+    static func throttleAddress(_ address: String) -> String {
+        guard address.contains(":") else { return address }
+        var bytes = [UInt8](repeating: 0, count: 16)
+        guard inet_pton(AF_INET6, address, &bytes) == 1 else { return address }
+        if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        return stride(from: 0, to: 8, by: 2).map { String(UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]), radix: 16) }.joined(separator: ":") + "::/64"
+    }
+
     /// Logs in a guest under `wanted`, or under `wanted` with a numeric suffix when it is taken.
-    func guest(wanted: String, sink: any SessionSink) throws(ParleyError) -> Attached {
+    func guest(wanted: String, sink: any SessionSink, address: String = "?") throws(ParleyError) -> Attached {
         guard configuration.guests else {
             throw ParleyError(.guestsDisabled, "this server does not allow guests; register an account")
         }
         try Names.validateUsername(wanted)
-        return try attach(nil, wanted: wanted, sink: sink, storedPosition: 0)
+        return try attach(nil, wanted: wanted, sink: sink, storedPosition: 0, address: address)
     }
 
     func attach(_ identity: Identity?, wanted: String = "", sink: any SessionSink, storedPosition: Int64, since: Int64? = nil,
-                partners: Set<String> = [], acknowledges: Bool = false) throws(ParleyError) -> Attached {
+                partners: Set<String> = [], acknowledges: Bool = false, address: String = "?", tokenHash: String? = nil) throws(ParleyError) -> Attached {
         let sessionID = nextSessionID.add(1, ordering: .relaxed).oldValue
         let loopIndex = loopIndex(of: sink.eventLoop)
         var schedulePresence = false
@@ -159,7 +182,8 @@ extension Hub {
                 id: sessionID, identity: who, sink: sink, encoder: encoders[sink.format.index], loopIndex: loopIndex,
                 written: s.fanOutPosition, readPosition: position, acknowledges: acknowledges,
                 limits: configuration.limits, maxInflight: configuration.maxInflight, logger: logger,
-                positionInterval: interval, storePosition: who.account.map { Self.positionWriter(commits, account: $0) })
+                positionInterval: interval, storePosition: who.account.map { Self.positionWriter(commits, account: $0) },
+                address: address, tokenHash: tokenHash)
             if s.add(session, partners: partners) {
                 schedulePresence = s.recordPresence(PresenceChange(username: who.name, online: true), key: who.key)
             }

@@ -95,7 +95,10 @@ extension Hub {
         let me = session.identity.key
         let start = after.map(Names.key)
         return state.withLock { s in
-            (mine ? s.directory.groups(of: me) : s.directory.all).filter { start == nil || $0.key > start! }.map { g in
+            // An invite-only group is listed only to its members and to those invited.
+            (mine ? s.directory.groups(of: me) : s.directory.all).filter {
+                (start == nil || $0.key > start!) && (!$0.inviteOnly || $0.isMember(me) || $0.invited.contains(me))
+            }.map { g in
                 GroupInfo(name: g.name, owner: s.accounts[g.owner] ?? g.owner, members: g.members.count,
                           inviteOnly: g.inviteOnly, joined: g.isMember(me))
             }

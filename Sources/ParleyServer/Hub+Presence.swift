@@ -19,26 +19,43 @@ extension Hub {
     /// everyone hears of everyone), and the online count when it is due.
     func flushPresence() {
         let now = Date().timeIntervalSince1970
-        let (flush, general, snapshot, inUse) = state.withLock { s in
+        let (flush, general, snapshot, inUse, named) = state.withLock { s in
             let flush = s.presence.flush(now: now)
             let snapshot = flush.snapshotForEveryone ? s.presenceSnapshot(for: "") : []
-            return (flush, s.general.map(\.sessions), snapshot, s.formatsInUse)
+            // Those whose own arrival is in the batch: they are not told of it (their login
+            // snapshot has them already), so they get the rest of the batch on its own.
+            var named: [String: [Session]] = [:]
+            if !flush.snapshotForEveryone {
+                for change in flush.toEveryone {
+                    let key = Names.key(change.username)
+                    if let sessions = s.users[key]?.sessions { named[key] = sessions }
+                }
+            }
+            return (flush, s.general.map(\.sessions), snapshot, s.formatsInUse, named)
         }
         if let again = flush.again {
             schedulePresenceFlush(in: .milliseconds(max(1, Int64((again - now) * 1000))))
         }
         guard !flush.isEmpty else { return }
         var byLoop = Array(repeating: [LoopWork](), count: max(loops.count, 1))
-        func toEveryone(_ event: Event) {
+        func toEveryone(_ event: Event, except: [String: [Session]] = [:]) {
             let encoded = encode(event, formats: inUse)
             for (index, sessions) in general.enumerated() where !sessions.isEmpty {
-                byLoop[index].append(.fanout(Fanout(encoded: encoded, messageID: 0, recipients: sessions)))
+                let recipients = except.isEmpty ? sessions : sessions.filter { except[$0.identity.key] == nil }
+                byLoop[index].append(.fanout(Fanout(encoded: encoded, messageID: 0, recipients: recipients)))
             }
         }
         if flush.snapshotForEveryone {
             toEveryone(.presence(snapshot, snapshot: true))
         } else if !flush.toEveryone.isEmpty {
-            toEveryone(.presence(flush.toEveryone, snapshot: false))
+            toEveryone(.presence(flush.toEveryone, snapshot: false), except: named)
+            for (key, sessions) in named {
+                let others = flush.toEveryone.filter { Names.key($0.username) != key }
+                guard !others.isEmpty else { continue }
+                for session in sessions {
+                    byLoop[session.loopIndex].append(.single(session, session.encoder.encode(.presence(others, snapshot: false), allocator: allocator)))
+                }
+            }
         }
         for (session, changes) in flush.individual {
             byLoop[session.loopIndex].append(.single(session, session.encoder.encode(.presence(changes, snapshot: false), allocator: allocator)))

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import ParleyCore
@@ -42,6 +43,13 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
 
     public let id: Int
     public let identity: Identity
+    /// The client's IP address, when the session began (for the user's own session list).
+    public let address: String
+    /// When the session began.
+    public let since: Date
+    /// The hash of the login token this session used or was given (revoked when the session is
+    /// ended by its user, or by `logout`).
+    public let tokenHash: String?
     public let sink: any SessionSink
     /// Whether the client acknowledges what it has shown (`"ack":true` at login).
     public let acknowledges: Bool
@@ -66,8 +74,12 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     ///   - readPosition: what the user has received (where the replay starts).
     init(id: Int, identity: Identity, sink: any SessionSink, encoder: any EventEncoder, loopIndex: Int, written: Int64,
          readPosition: Int64, acknowledges: Bool = false, limits: Limits, maxInflight: Int, logger: Logger,
-         positionInterval: TimeAmount = .seconds(1), storePosition: (@Sendable (Int64) -> Void)? = nil) {
+         positionInterval: TimeAmount = .seconds(1), storePosition: (@Sendable (Int64) -> Void)? = nil,
+         address: String = "?", tokenHash: String? = nil) {
         self.acknowledges = acknowledges
+        self.address = address
+        self.since = Date()
+        self.tokenHash = tokenHash
         self.id = id
         self.identity = identity
         self.sink = sink
@@ -95,6 +107,9 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "session \(id) of \(identity.name)" }
+
+    /// The transport's name, for the user's session list.
+    var transport: String { format == WireFormat.webSocket.index ? "websocket" : "native" }
 
     /// Queues `bytes` (a whole frame of this session's format) without flushing. On the loop only.
     ///

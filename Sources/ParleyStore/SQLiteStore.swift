@@ -88,6 +88,18 @@ public final class SQLiteStore: Storage {
         return Account(key: row["key"], name: row["name"], passwordHash: row["password_hash"], readPosition: row["last_read"])
     }
 
+    public func deleteTokens(user: String, except: String?) throws {
+        try pool.write { db in
+            try db.execute(sql: "DELETE FROM login_token WHERE user = ? AND hash <> ?", arguments: [user, except ?? ""])
+        }
+    }
+
+    public func updatePassword(user: String, passwordHash: String) throws {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE account SET password_hash = ? WHERE key = ?", arguments: [passwordHash, user])
+        }
+    }
+
     public func deleteToken(hash: String) throws {
         try pool.write { db in try db.execute(sql: "DELETE FROM login_token WHERE hash = ?", arguments: [hash]) }
     }

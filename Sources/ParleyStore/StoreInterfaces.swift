@@ -17,6 +17,10 @@ public protocol AccountStore: Sendable {
     func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account?
     /// Forgets a token.
     func deleteToken(hash: String) throws
+    /// Deletes every login token of `user` but `except` (if given).
+    func deleteTokens(user: String, except: String?) throws
+    /// Replaces the password hash of `user`.
+    func updatePassword(user: String, passwordHash: String) throws
 }
 
 /// Groups, members and invitations as loaded at start; changes are written through ``BatchWriter``.

@@ -19,6 +19,10 @@ public enum RequestParser {
         guard String(validating: bytes, as: UTF8.self) != nil else {
             return .failure(Failure(id: nil, error: ParleyError(.badUTF8, "the frame is not valid UTF-8")))
         }
+        if let offset = rawControlInString(bytes) {
+            return .failure(Failure(id: nil, error: ParleyError(
+                .badJSON, "the frame is not valid JSON: a control character (byte \(offset)) must be escaped inside a string")))
+        }
         let data = Data(bytes)
         let decoder = JSONDecoder()
         do {
@@ -27,6 +31,29 @@ public enum RequestParser {
             let id = (try? decoder.decode(IDProbe.self, from: data))?.id
             return .failure(Failure(id: id, error: describe(error)))
         }
+    }
+
+    /// The offset of the first raw control character (U+0000–U+001F) inside a JSON string, which
+    /// RFC 8259 forbids and Foundation's decoder lets through in strings it skips.
+    static func rawControlInString(_ bytes: ByteBufferView) -> Int? {
+        var inString = false
+        var escaped = false
+        for (offset, byte) in bytes.enumerated() {
+            if inString {
+                if escaped {
+                    escaped = false
+                } else if byte == UInt8(ascii: "\\") {
+                    escaped = true
+                } else if byte == UInt8(ascii: "\"") {
+                    inString = false
+                } else if byte < 0x20 {
+                    return offset
+                }
+            } else if byte == UInt8(ascii: "\"") {
+                inString = true
+            }
+        }
+        return nil
     }
 
     static func describe(_ error: any Error) -> ParleyError {

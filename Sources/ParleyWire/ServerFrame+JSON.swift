@@ -68,6 +68,17 @@ extension ServerFrame {
         w.field("by", by)
         w.field("owner", owner)
         w.field("inviteOnly", inviteOnly)
+        if let sessions {
+            w.array("sessions", sessions) { w, s in
+                w.object { w in
+                    w.field("session", s.session)
+                    w.field("transport", s.transport)
+                    w.field("address", s.address)
+                    w.field("since", s.since)
+                    w.field("current", s.current)
+                }
+            }
+        }
         buffer = w.finish()
     }
 }

@@ -115,6 +115,7 @@ extension ServerFrame {
         var frame = ServerFrame(type: "error", id: id)
         frame.code = error.code.rawValue
         frame.message = error.message
+        frame.retryAfter = error.retryAfter
         return frame
     }
 

@@ -118,7 +118,8 @@ struct Serve: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
-            return handler
+            // What strangers send (names, origins, addresses) is escaped before it is written.
+            return EscapingLogHandler(handler)
         }
         let logger = Logger(label: "parley")
         let server = try ParleyServer(configuration: configuration, logger: logger)

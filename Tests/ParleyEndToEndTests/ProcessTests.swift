@@ -16,9 +16,10 @@ struct ProcessTests {
     /// Starts `parley serve` on free ports and returns it with the native port its first line
     /// names and the HTTP port of its second.
     /// - Parameter fileLimit: run it under `prlimit` with this many file descriptors.
-    static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:]) async throws -> (Process, Int, http: Int) {
+    static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:],
+                      logLevel: String = "warning") async throws -> (Process, Int, http: Int) {
         let process = Process()
-        let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", "warning"]
+        let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", logLevel]
         if let fileLimit {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
             process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", Self.executable.path] + arguments

@@ -35,6 +35,8 @@ public final class FailingStore: Storage {
     public func saveToken(hash: String, user: String, now: Timestamp, keep: Int) throws { try inner.saveToken(hash: hash, user: user, now: now, keep: keep) }
     public func account(tokenHash: String, now: Timestamp, maxAge: Int64) throws -> Account? { try inner.account(tokenHash: tokenHash, now: now, maxAge: maxAge) }
     public func deleteToken(hash: String) throws { try inner.deleteToken(hash: hash) }
+    public func deleteTokens(user: String, except: String?) throws { try inner.deleteTokens(user: user, except: except) }
+    public func updatePassword(user: String, passwordHash: String) throws { try inner.updatePassword(user: user, passwordHash: passwordHash) }
     public func loadGroups() throws -> (groups: [Group], nextID: Int64) { try inner.loadGroups() }
     public func history(_ room: Room, before: Int64?, limit: Int) throws -> [StoredMessage] { try inner.history(room, before: before, limit: limit) }
     public func replayPlan(user: String, rooms: [Room], directs: Bool, after: Int64, through: Int64, perRoom: Int) throws -> ReplayPlan {

@@ -1,19 +1,28 @@
 import HummingbirdCore
 import Logging
 import NIOCore
+import ParleyCore
 
 /// Wraps an HTTP child channel so that a connection must deliver its first request's head within
 /// `limit` (the frame timeout) or be closed: a client that connects and says nothing, or trickles
 /// its headers (slowloris), does not hold a connection. Later requests on a kept-alive connection
 /// are Hummingbird's idle timeout's business, and an upgraded WebSocket has its own idle timer.
 /// Thread safety: a value type; `Sendable`.
+///
+/// Every accepted connection is counted against the connection limits here, plain HTTP as much as
+/// WebSocket: one over a limit is answered `503` with the reason and closed.
 struct RequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
     let base: Base
     let limit: TimeAmount
+    let admit: @Sendable (any Channel) -> ParleyError?
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Base.Value> {
         do {
-            try channel.pipeline.syncOperations.addHandler(FirstRequestDeadline(limit: limit), position: .first)
+            if let refusal = admit(channel) {
+                try channel.pipeline.syncOperations.addHandler(RefuseHTTP(reason: refusal.message), position: .first)
+            } else {
+                try channel.pipeline.syncOperations.addHandler(FirstRequestDeadline(limit: limit), position: .first)
+            }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)
         }
@@ -60,11 +69,19 @@ final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler
             start += bytes.prefix(16 - start.count)
             if !Self.mayStartRequest(start) { return refuse(context, "400 Bad Request") }
         }
+        // Where the head ends (its empty line), counted from the connection's first byte.
         let window = last + bytes.prefix(3)
-        let found = window.firstRange(of: [13, 10, 13, 10]) != nil || bytes.firstRange(of: [13, 10, 13, 10]) != nil
+        var end: Int? = nil
+        if let range = window.firstRange(of: [13, 10, 13, 10]) {
+            end = seen + range.upperBound - last.count
+        } else if let range = bytes.firstRange(of: [13, 10, 13, 10]) {
+            end = seen + range.upperBound - bytes.startIndex
+        }
+        let found = end != nil
         last = Array((last + bytes.suffix(3)).suffix(3))
         seen += bytes.count
-        if !found && seen > Self.maxHead { return refuse(context, "431 Request Header Fields Too Large") }
+        // Over the limit whether the head arrived in pieces or in one segment.
+        if (end ?? seen) > Self.maxHead { return refuse(context, "431 Request Header Fields Too Large") }
         context.fireChannelRead(data)
         if found {
             timer?.cancel()
@@ -87,5 +104,36 @@ final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler
         let response = "HTTP/1.1 \(status)\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
         let channel = context.channel
         context.writeAndFlush(NIOAny(ByteBuffer(string: response))).whenComplete { _ in channel.close(promise: nil) }
+    }
+}
+
+/// Answers a connection over a connection limit with `503` and the reason, then closes it;
+/// nothing it sends is read.
+/// Thread safety: a `ChannelHandler`; used on its channel's loop only.
+final class RefuseHTTP: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let reason: String
+    private var answered = false
+
+    init(reason: String) { self.reason = reason }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { answer(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        answer(context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    private func answer(_ context: ChannelHandlerContext) {
+        guard !answered else { return }
+        answered = true
+        let body = reason + "\n"
+        let response = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n"
+            + "Retry-After: 10\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+        let channel = context.channel
+        channel.close(once: context.writeAndFlush(NIOAny(ByteBuffer(string: response))), within: .seconds(2))
     }
 }

@@ -6,6 +6,7 @@ import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOPosix
+import NIOWebSocket
 import ParleyCore
 import ParleyWire
 
@@ -50,9 +51,10 @@ struct WebListener: Listener {
             }
         }
         let allowed = Set(configuration.allowedOrigins)
+        let names = Self.ownNames(configuration)
         router.get("/ws") { request, _ -> Response in
             // Reached only when the upgrade was declined: say why.
-            if !Self.originAllowed(request.headers, authority: request.head.authority, allowed: allowed) {
+            if !Self.originAllowed(request.headers, allowed: allowed, names: names) {
                 return Self.text(.forbidden, "this page's origin may not open a WebSocket here\n")
             }
             return Self.text(.badRequest, "/ws is a WebSocket endpoint: connect with a WebSocket client\n")
@@ -66,20 +68,20 @@ struct WebListener: Listener {
         let configuration = self.configuration
         let runtime = self.runtime
         let webSocket = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: .init(idleTimeout: .seconds(60)),
+            http1: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout * 1000))),
             ws: .init(maxFrameSize: limits.maxFrameSize * 2, autoPing: .disabled, validateUTF8: false))
         let headTimeout = TimeAmount.milliseconds(Int64(configuration.frameTimeout * 1000))
         let server = HTTPServerBuilder { responder in
             RequestDeadlineChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: webSocket) {
                 head, channel, _ -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard head.path == "/ws" || head.path?.hasPrefix("/ws?") == true,
-                      Self.originAllowed(head.headerFields, authority: head.authority, allowed: allowed) else { return .dontUpgrade }
+                      Self.originAllowed(head.headerFields, allowed: allowed, names: names) else { return .dontUpgrade }
                 let address = Self.clientAddress(channel: channel, headers: head.headerFields, trusted: configuration.trustedProxies)
                 return .upgrade([:]) { inbound, _, _ in
-                    await Self.serve(inbound: inbound, channel: channel, address: address, hub: hub, admit: admit,
+                    await Self.serve(inbound: inbound, channel: channel, address: address, hub: hub,
                                      runtime: runtime, configuration: configuration, logger: logger)
                 }
-            }, limit: headTimeout)
+            }, limit: headTimeout, admit: admit)
         }
         let running = group.next().makePromise(of: (any Channel).self)
         let app = Application(
@@ -103,8 +105,7 @@ struct WebListener: Listener {
     static let maxAhead = 64
 
     /// One WebSocket connection, from the upgrade to its close.
-    private static func serve(inbound: WebSocketInboundStream, channel: any Channel, address: String, hub: Hub,
-                              admit: @escaping @Sendable (any Channel) -> ParleyError?, runtime: Runtime,
+    private static func serve(inbound: WebSocketInboundStream, channel: any Channel, address: String, hub: Hub, runtime: Runtime,
                               configuration: ServerConfiguration, logger: Logger) async {
         let limits = configuration.limits
         let started: (NIOLoopBound<Connection>, WebSocketSink)? = try? await channel.eventLoop.submit {
@@ -114,10 +115,11 @@ struct WebListener: Listener {
             try operations.addHandler(tap, position: .after(try operations.handler(type: IdleStateHandler.self)))
             let sink = WebSocketSink(channel: channel, output: try operations.context(handler: tap), maxOutbox: limits.maxOutboxBytes)
             tap.onWritabilityChanged = { sink.writabilityChanged() }
-            if let refusal = admit(channel) {
-                sink.close(with: refusal)
-                return nil
-            }
+            // RFC 6455 §5.1, §5.4: unmasked client frames and continuations of no message fail
+            // the connection (1002). (It was counted against the connection limits at accept.)
+            let check = WebSocketFrameCheck()
+            try operations.addHandler(check, position: .after(try operations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)))
+            check.onViolation = { reason in sink.finish(with: nil, code: 1002, reason: reason) }
             // NIO's own queue stays short; the sink's Outbox holds the rest, coalesced.
             _ = channel.setOption(ChannelOptions.writeBufferWaterMark, value: Outbox.waterMark)
             // Every frame of a read is decoded and queued before back-pressure can stop the next
@@ -252,11 +254,51 @@ struct WebListener: Listener {
     /// A page may open the WebSocket only from the server's own address (its `Origin` names the
     /// `Host` it asked) or from an allowed origin. A request without `Origin` comes from a
     /// program, not a page, and is let through: browsers always send it.
-    static func originAllowed(_ headers: HTTPFields, authority: String?, allowed: Set<String>) -> Bool {
+    ///
+    /// "Our own origin" comes from what the operator configured (``ServerConfiguration/publicNames``
+    /// and the listening host), loopback names and IP address literals, never from the request's
+    /// `Host`: a page on `rebind.example` whose name an attacker points at this server's address
+    /// (DNS rebinding) sends `Host: rebind.example` and a matching `Origin`.
+    static func originAllowed(_ headers: HTTPFields, allowed: Set<String>, names: Set<String>) -> Bool {
         guard let origin = headers[.origin] else { return true }
         if allowed.contains(origin) { return true }
-        guard let host = authority else { return false }
-        return origin == "http://\(host)" || origin == "https://\(host)"
+        guard let host = originHost(origin) else { return false }
+        return names.contains(host) || host == "localhost" || host.hasSuffix(".localhost") || isAddressLiteral(host)
+    }
+
+    /// The host of an `http` or `https` origin (`scheme://host[:port]`), lower-cased, without
+    /// brackets; nil for anything else.
+    static func originHost(_ origin: String) -> String? {
+        let lower = origin.lowercased()
+        guard let schemeEnd = lower.range(of: "://"), ["http", "https"].contains(String(lower[..<schemeEnd.lowerBound])) else { return nil }
+        var rest = lower[schemeEnd.upperBound...]
+        guard !rest.isEmpty, !rest.contains("/"), !rest.contains("@") else { return nil }
+        if rest.hasPrefix("[") {
+            guard let close = rest.firstIndex(of: "]") else { return nil }
+            return String(rest[rest.index(after: rest.startIndex)..<close])
+        }
+        if let colon = rest.lastIndex(of: ":") {
+            // A port is digits only (`http://127.0.0.1:8080.evil.example` names evil.example).
+            let port = rest.suffix(from: rest.index(after: colon))
+            guard !port.isEmpty, port.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+            rest = rest[..<colon]
+        }
+        return rest.isEmpty ? nil : String(rest)
+    }
+
+    /// Whether `host` is an IPv4 or IPv6 address literal (no name to rebind).
+    static func isAddressLiteral(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+
+    /// The host names that count as this server's own: the configured public names and the
+    /// listening host (when it is a name), lower-cased.
+    static func ownNames(_ configuration: ServerConfiguration) -> Set<String> {
+        var names = Set(configuration.publicNames.map { $0.lowercased() })
+        if !["0.0.0.0", "::", ""].contains(configuration.host) { names.insert(configuration.host.lowercased()) }
+        return names
     }
 
     /// The client's IP address: the peer's, unless the peer is a trusted proxy, in which case the
@@ -266,5 +308,39 @@ struct WebListener: Listener {
         guard trusted.contains(peer), let forwarded = headers[HTTPField.Name("X-Forwarded-For")!] else { return peer }
         let hops = forwarded.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         return hops.last(where: { !trusted.contains($0) }) ?? peer
+    }
+}
+
+/// Fails a WebSocket connection (close 1002) on frames RFC 6455 forbids a client to send and the
+/// frame decoder lets through: an unmasked frame, a continuation with no message started, a new
+/// message before the fragmented one ended. Sits right after the frame decoder.
+/// Thread safety: a `ChannelHandler`; used on its channel's loop only.
+final class WebSocketFrameCheck: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+    var onViolation: ((String) -> Void)?
+    private var fragmented = false
+    private var failed = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let frame = unwrapInboundIn(data)
+        guard frame.maskKey != nil else { return fail(context, "client frames must be masked") }
+        switch frame.opcode {
+        case .continuation:
+            guard fragmented else { return fail(context, "a continuation frame with no message started") }
+            if frame.fin { fragmented = false }
+        case .text, .binary:
+            guard !fragmented else { return fail(context, "a new message before the fragmented one ended") }
+            fragmented = !frame.fin
+        default:
+            break
+        }
+        context.fireChannelRead(data)
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ reason: String) {
+        failed = true
+        if let onViolation { onViolation(reason) } else { context.close(promise: nil) }
     }
 }
