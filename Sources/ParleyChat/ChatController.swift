@@ -158,7 +158,10 @@ public actor ChatController {
         case .message(let message):
             note(message)
             var line = ChatFormat.line(for: message, me: me)
-            if message.replay == true { line.text = "» " + line.text }
+            if message.replay == true {
+                line.text = "» " + line.text
+                line.indent += 2
+            }
             return [(line, ChatFormat.conversation(of: message, me: me))]
         case .replayMore(let room, let with, let before):
             return [(ChatScreen.Line(style: .system, text: "(older messages in \(room ?? "@" + (with ?? "?")): /history, before #\(before))"), nil)]

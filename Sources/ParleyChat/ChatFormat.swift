@@ -32,9 +32,18 @@ public enum ChatFormat {
             style = .privateMessage
         }
         let mentions = message.from.lowercased() != me.lowercased() && !me.isEmpty
-        let text = "\(time) \(prefix)\(message.from): \(message.text)"
+        let head = "\(time) \(prefix)\(message.from): "
         let marks = ChatScreen.highlighted(Array(message.text), name: me)
-        return ChatScreen.Line(style: style, text: text, mentionsMe: mentions && marks.contains(true), highlight: mentions ? me : nil)
+        return ChatScreen.Line(style: style, text: head + message.text, mentionsMe: mentions && marks.contains(true),
+                               highlight: mentions ? me : nil, indent: TextWidth.of(TextWidth.escapingControls(head)))
+    }
+
+    /// A line as line mode prints it: control characters escaped, and a text of several lines as
+    /// several lines, each after the first indented under the message text (``ChatScreen/Line/indent``).
+    public static func plainLines(_ line: ChatScreen.Line) -> [String] {
+        let pad = String(repeating: " ", count: max(0, line.indent))
+        let parts = TextWidth.escapingControls(line.text, keepingNewlines: true).split(separator: "\n", omittingEmptySubsequences: false)
+        return parts.enumerated().map { index, part in index == 0 ? String(part) : pad + String(part) }
     }
 
     nonisolated(unsafe) static let parser: ISO8601DateFormatter = {

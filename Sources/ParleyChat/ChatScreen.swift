@@ -44,12 +44,16 @@ public struct ChatScreen: Sendable {
         public var mentionsMe = false
         /// The name to highlight where it appears (the user's own, in others' messages).
         public var highlight: String?
+        /// The column the message text starts at: a text of several lines shows each line after
+        /// the first indented this far, under the text.
+        public var indent: Int
 
-        public init(style: Style, text: String, mentionsMe: Bool = false, highlight: String? = nil) {
+        public init(style: Style, text: String, mentionsMe: Bool = false, highlight: String? = nil, indent: Int = 0) {
             self.style = style
             self.text = text
             self.mentionsMe = mentionsMe
             self.highlight = highlight
+            self.indent = indent
         }
     }
 
@@ -79,7 +83,7 @@ public struct ChatScreen: Sendable {
     /// as unread there (and as a mention when it names the user).
     public mutating func append(_ line: Line, in conversation: Conversation? = nil) {
         var line = line
-        line.text = TextWidth.escapingControls(line.text)
+        line.text = TextWidth.escapingControls(line.text, keepingNewlines: true)
         if let conversation, conversation != current {
             unread[conversation, default: 0] += 1
             if line.mentionsMe { mentioned.insert(conversation) }
@@ -202,16 +206,18 @@ public struct ChatScreen: Sendable {
     }
 
     /// A line as rows of `width` cells: wrapped at the width (never splitting a wide character),
-    /// on newlines too; the user's own name highlighted where it appears.
+    /// and at newlines, where the next line starts under the message text (``Line/indent``, at
+    /// most half the width); the user's own name highlighted where it appears.
     static func wrap(_ line: Line, width: Int) -> [[Cell]] {
         var rows: [[Cell]] = []
         var current: [Cell] = []
         let characters = Array(line.text)
         let marked = highlighted(characters, name: line.highlight)
+        let indent = Array(repeating: Cell(character: " ", style: line.style), count: min(max(0, line.indent), width / 2))
         for (index, character) in characters.enumerated() {
             if character == "\n" {
                 rows.append(row(current, width: width))
-                current = [Cell(character: " ", style: line.style), Cell(character: " ", style: line.style)]
+                current = indent
                 continue
             }
             let cells = Self.cells(character, style: marked[index] ? .mention : line.style)

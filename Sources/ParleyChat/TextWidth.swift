@@ -36,10 +36,15 @@ public enum TextWidth {
 
     /// `text` with control characters shown escaped (`\u{1B}` as `^[`, others as `\u{…}`), so
     /// what others send is never interpreted by the terminal.
-    public static func escapingControls(_ text: String) -> String {
+    /// - Parameter keepingNewlines: keep line feeds (a carriage return before one is dropped), for
+    ///   a display that shows a text of several lines as several lines.
+    public static func escapingControls(_ text: String, keepingNewlines: Bool = false) -> String {
         var out = ""
-        for scalar in text.unicodeScalars {
+        let scalars = Array(text.unicodeScalars)
+        for (index, scalar) in scalars.enumerated() {
             switch scalar.value {
+            case 0x0A where keepingNewlines: out += "\n"
+            case 0x0D where keepingNewlines && index + 1 < scalars.count && scalars[index + 1].value == 0x0A: break
             case 0x1B: out += "^["
             case 0x09: out += "    "
             case 0..<0x20, 0x7F, 0x80..<0xA0: out += "\\u{\(String(scalar.value, radix: 16))}"

@@ -119,13 +119,13 @@ struct Chat: AsyncParsableCommand {
         }
         let printer = Task {
             for await event in client.events() {
-                for (line, _) in await controller.lines(for: event) { Self.print(line.text) }
+                for (line, _) in await controller.lines(for: event) { Self.print(line) }
             }
         }
         var failed = false
         while let line = await Task.detached(operation: { readLine(strippingNewline: true) }).value {
             let outcome = await controller.run(line)
-            for (line, _) in outcome.lines { Self.print(line.text) }
+            for (line, _) in outcome.lines { Self.print(line) }
             failed = failed || outcome.failed
             if outcome.quit { break }
             if !client.isActive {
@@ -153,5 +153,11 @@ struct Chat: AsyncParsableCommand {
     /// Prints a line, with control characters escaped.
     static func print(_ text: String) {
         FileHandle.standardOutput.write(Data((TextWidth.escapingControls(text) + "\n").utf8))
+    }
+
+    /// Prints a chat line: a text of several lines as several lines, indented under the message
+    /// text; other control characters escaped.
+    static func print(_ line: ChatScreen.Line) {
+        FileHandle.standardOutput.write(Data(ChatFormat.plainLines(line).map { $0 + "\n" }.joined().utf8))
     }
 }

@@ -1,4 +1,5 @@
 import ParleyChat
+import ParleyWire
 import Testing
 
 @Suite("Chat client: commands, line editing, keys, screen")
@@ -103,6 +104,25 @@ struct ChatTests {
         #expect(text[6] == "[connected] [to: gen", "the status line, cut at the width")
         #expect(text[7].hasPrefix("[general] draft"))
         #expect(cursor.row == 7 && cursor.column == 15)
+    }
+
+    @Test("a message of several lines shows as several lines, each under the message text, on the screen and in line mode; other control characters stay escaped")
+    func multiLineMessage() {
+        let time = "2026-12-04T12:00:00.000Z"
+        let message = WireMessage(messageId: 7, time: time, from: "bob", room: "general", to: nil, text: "first\nsecond\u{1B}x\r\nthird")
+        let line = ChatFormat.line(for: message, me: "alice")
+        let head = ChatFormat.localTime(time) + " bob: "
+        #expect(line.indent == head.count)
+        let pad = String(repeating: " ", count: head.count)
+        #expect(ChatFormat.plainLines(line) == [head + "first", pad + "second^[x", pad + "third"])
+        var s = ChatScreen(server: "h")
+        s.append(line)
+        let text = s.render(width: 30, height: 6).rows.map { row in String(row.filter { !$0.continuation }.map(\.character)) }
+        #expect(text[1].hasPrefix(head + "first "), "\(text)")
+        #expect(text[2].hasPrefix(pad + "second^[x "), "\(text)")
+        #expect(text[3].hasPrefix(pad + "third "), "\(text)")
+        #expect(!text.joined().contains("\\u{a}") && !text.joined().contains("\\u{d}"))
+        #expect(ChatFormat.plainLines(ChatScreen.Line(style: .system, text: "a\u{7}b")) == ["a\\u{7}b"], "a lone line is escaped as before")
     }
 
     @Test("the user's own name is highlighted where it appears as a word, nothing else")
