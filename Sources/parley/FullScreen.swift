@@ -28,6 +28,10 @@ struct FullScreen {
         case reconnectFailed(String)
     }
 
+    /// How many typed lines may wait for the ones before them to be answered; a line beyond
+    /// that is not sent, and the screen says so.
+    static let maxWaitingLines = 1000
+
     func run() async throws {
         let terminal = Terminal(color: color)
         terminal.enterRawMode()
@@ -58,6 +62,19 @@ struct FullScreen {
             post.yield(.inputEnded)
         }
         defer { input.cancel() }
+        // Typed lines run one at a time, in the order typed: a line starts only once the one
+        // before it has been answered, so `/cg team` then `/gc team hi` (pasted, or typed fast)
+        // finds the group made. (A task per line would let the controller, an actor, start the
+        // second while the first awaits its reply, or even start them in the other order.)
+        let (typed, submit) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingOldest(Self.maxWaitingLines))
+        let controller = self.controller
+        let runner = Task {
+            for await line in typed { post.yield(.outcome(await controller.run(line))) }
+        }
+        defer {
+            submit.finish()
+            runner.cancel()
+        }
         var pump = Self.pumpEvents(await controller.client, post: post)
 
         var screen = ChatScreen(server: server)
@@ -80,8 +97,9 @@ struct FullScreen {
                     case .character(let c): screen.editor.insert([c])
                     case .enter:
                         let line = screen.editor.submit()
-                        let controller = self.controller
-                        Task { post.yield(.outcome(await controller.run(line))) }
+                        if case .dropped = submit.yield(line) {
+                            screen.system("\(Self.maxWaitingLines) lines are waiting for the server; not sent: \(line)", style: .error)
+                        }
                     case .backspace, .control("h"): screen.editor.backspace()
                     case .delete: screen.editor.delete()
                     case .left, .control("b"): screen.editor.left()
