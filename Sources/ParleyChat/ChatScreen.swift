@@ -65,6 +65,9 @@ public struct ChatScreen: Sendable {
     public private(set) var mentioned: Set<Conversation> = []
     public private(set) var lines: [Line] = []
     public var editor = LineEditor()
+    /// While set, the input line asks for a secret (a password) with this prompt, and what is
+    /// typed is not shown.
+    public var secretPrompt: String?
     /// Rows scrolled back from the newest (0: following new messages).
     public private(set) var scrollBack = 0
     /// Lines that arrived while scrolled back (shown in the status line).
@@ -154,15 +157,17 @@ public struct ChatScreen: Sendable {
         let alert = !mentioned.isEmpty || connection != "connected"
         let status = Self.row(Array(statusText).map { Cell(character: $0, style: alert ? .statusAlert : .status) }, width: width, fill: alert ? .statusAlert : .status)
 
-        // The input line scrolls sideways to keep the cursor in view.
-        let prompt = Array("[\(current)] ").map { Cell(character: $0, style: .prompt) }
+        // The input line scrolls sideways to keep the cursor in view. A secret is not shown.
+        let prompt = Array(secretPrompt ?? "[\(current)] ").map { Cell(character: $0, style: .prompt) }
         var input = prompt
         var cursorColumn = prompt.count
-        for (index, character) in editor.text.enumerated() {
-            if index == editor.cursor { cursorColumn = input.count }
-            input += Self.cells(character, style: .plain)
+        if secretPrompt == nil {
+            for (index, character) in editor.text.enumerated() {
+                if index == editor.cursor { cursorColumn = input.count }
+                input += Self.cells(character, style: .plain)
+            }
+            if editor.cursor == editor.text.count { cursorColumn = input.count }
         }
-        if editor.cursor == editor.text.count { cursorColumn = input.count }
         var offset = 0
         if cursorColumn >= width { offset = cursorColumn - width + 1 }
         let visible = Array(input.dropFirst(offset))

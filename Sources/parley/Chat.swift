@@ -17,6 +17,8 @@ struct Chat: AsyncParsableCommand {
         abstract: "Chat in a terminal (full screen), or line by line when piped.",
         discussion: """
             The password comes from PARLEY_PASSWORD or is asked for without echo. Type /help for the commands.
+            /password asks for the current and the new password without showing them (when piped: on
+            the next two input lines); /logout, /logout all, /sessions and /end <id> manage where you are logged in.
             Example: printf '/pm bob hi\\n/quit\\n' | PARLEY_PASSWORD=... parley chat --user alice
             """)
 
@@ -123,8 +125,21 @@ struct Chat: AsyncParsableCommand {
             }
         }
         var failed = false
-        while let line = await Task.detached(operation: { readLine(strippingNewline: true) }).value {
-            let outcome = await controller.run(line)
+        func nextLine() async -> String? { await Task.detached(operation: { readLine(strippingNewline: true) }).value }
+        while let line = await nextLine() {
+            let outcome: ChatController.Outcome
+            if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
+                // `/password` alone: the current and the new password are the next two lines
+                // (whole lines, so a password may hold spaces).
+                guard let current = await nextLine(), let new = await nextLine() else {
+                    Self.print("/password: give the current and the new password on the next two lines")
+                    failed = true
+                    break
+                }
+                outcome = await controller.run(.changePassword(current: current, new: new))
+            } else {
+                outcome = await controller.run(line)
+            }
             for (line, _) in outcome.lines { Self.print(line) }
             failed = failed || outcome.failed
             if outcome.quit { break }
