@@ -22,6 +22,15 @@ public enum ChatCommand: Sendable, Equatable {
     case history(Int?)
     /// Switch the current conversation: `general`, a group, or a user.
     case to(String)
+    /// Change the account's password. `/password` alone: the client asks for both (at a
+    /// terminal without showing them; in line mode from the next two input lines).
+    case changePassword(current: String?, new: String?)
+    /// Log out this session, or (`/logout all`) every session of the account, and leave.
+    case logout(everywhere: Bool)
+    /// List the account's sessions.
+    case sessions
+    /// End one of the account's sessions, by the id `/sessions` lists.
+    case endSession(Int)
     case help
     case quit
 
@@ -48,9 +57,16 @@ public enum ChatCommand: Sendable, Equatable {
         Usage(name: "mode", arguments: "<group> invite-only|open", summary: "who may join (group owner)"),
         Usage(name: "history", arguments: "[N]", summary: "show the last N messages here (default 20)"),
         Usage(name: "to", arguments: "<user|group|general>", summary: "switch the conversation you type into"),
+        Usage(name: "password", arguments: "[<current> <new>]", summary: "change your password (asked for, unseen)"),
+        Usage(name: "logout", arguments: "[all]", summary: "log out here (all: everywhere) and leave"),
+        Usage(name: "sessions", arguments: "", summary: "list your sessions"),
+        Usage(name: "end", arguments: "<id>", summary: "end one of your sessions (see /sessions)"),
         Usage(name: "help", arguments: "", summary: "this list"),
         Usage(name: "quit", arguments: "", summary: "leave (also Ctrl-C, Ctrl-D)"),
     ]
+
+    /// Other names some commands answer to, and the command each stands for.
+    static let aliases = ["msg": "pm", "who": "online", "query": "to", "?": "help", "exit": "quit", "passwd": "password"]
 
     /// Command names, for Tab completion.
     public static var names: [String] { usages.map(\.name) }
@@ -72,7 +88,8 @@ public enum ChatCommand: Sendable, Equatable {
         let rest = body.dropFirst(name.count).drop { $0.isWhitespace }
         let words = rest.split(whereSeparator: \.isWhitespace).map(String.init)
         func usage() -> CommandError {
-            let u = usages.first { $0.name == name }!
+            let canonical = aliases[name] ?? name
+            guard let u = usages.first(where: { $0.name == canonical }) else { return CommandError(description: "usage: see /help") }
             return CommandError(description: "usage: /\(u.name) \(u.arguments)")
         }
         /// The first word, and the text after it (kept as typed).
@@ -119,6 +136,18 @@ public enum ChatCommand: Sendable, Equatable {
             }
             return .history(n)
         case "to", "query": return .to(try one())
+        case "password", "passwd":
+            if words.isEmpty { return .changePassword(current: nil, new: nil) }
+            let (current, new) = try two()
+            return .changePassword(current: current, new: new)
+        case "logout":
+            if words.isEmpty { return .logout(everywhere: false) }
+            guard words.count == 1, words[0].lowercased() == "all" else { throw usage() }
+            return .logout(everywhere: true)
+        case "sessions": try none(); return .sessions
+        case "end":
+            guard let id = Int(try one()) else { throw usage() }
+            return .endSession(id)
         case "help", "?": try none(); return .help
         case "quit", "exit": return .quit
         default:

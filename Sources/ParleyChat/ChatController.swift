@@ -14,6 +14,9 @@ public actor ChatController {
     /// Names seen (users and groups), for Tab completion.
     public private(set) var knownUsers: Set<String> = []
     public private(set) var knownGroups: Set<String> = []
+    /// Why the session ended for good (`/logout`, or the server logged it out): set, the
+    /// connection's end is not a reason to reconnect.
+    public private(set) var loggedOut: String?
 
     public init(client: ParleyClient, me: String) {
         self.client = client
@@ -39,18 +42,25 @@ public actor ChatController {
 
     /// Runs one typed line.
     public func run(_ line: String) async -> Outcome {
+        let command: ChatCommand?
+        do { command = try ChatCommand.parse(line) } catch {
+            var outcome = Outcome()
+            outcome.lines.append((ChatScreen.Line(style: .error, text: error.description), nil))
+            outcome.failed = true
+            return outcome
+        }
+        guard let command else { return Outcome() }
+        return await run(command)
+    }
+
+    /// Runs one command.
+    public func run(_ command: ChatCommand) async -> Outcome {
         var outcome = Outcome()
         func say(_ text: String, _ style: Style = .system) { outcome.lines.append((ChatScreen.Line(style: style, text: text), nil)) }
         func fail(_ text: String) {
             say(text, .error)
             outcome.failed = true
         }
-        let command: ChatCommand?
-        do { command = try ChatCommand.parse(line) } catch {
-            fail(error.description)
-            return outcome
-        }
-        guard let command else { return outcome }
         do {
             switch command {
             case .say(let text):
@@ -137,6 +147,28 @@ public actor ChatController {
                 current = target
                 outcome.switchedTo = target
                 say("now talking in \(target)")
+            case .changePassword(let old?, let new?):
+                try await client.request(.changePassword(current: old, password: new))
+                say("password changed; your other sessions were logged out")
+            case .changePassword:
+                fail("usage: /password, or /password <current> <new>")
+            case .logout(let everywhere):
+                // Set first: the server closes the connection right after its answer.
+                loggedOut = everywhere ? "logged out everywhere" : "logged out"
+                do {
+                    try await client.request(.logout(everywhere: everywhere))
+                } catch {
+                    loggedOut = nil
+                    throw error
+                }
+                say(loggedOut ?? "logged out")
+                outcome.quit = true
+            case .sessions:
+                let reply = try await client.request(.sessions)
+                for text in ChatFormat.sessionLines(reply.sessions ?? []) { say(text) }
+            case .endSession(let id):
+                try await client.request(.endSession(id))
+                say("ended session #\(id)")
             case .help:
                 say("commands:")
                 for u in ChatCommand.usages {
@@ -158,7 +190,10 @@ public actor ChatController {
         case .message(let message):
             note(message)
             var line = ChatFormat.line(for: message, me: me)
-            if message.replay == true { line.text = "» " + line.text }
+            if message.replay == true {
+                line.text = "» " + line.text
+                line.indent += 2
+            }
             return [(line, ChatFormat.conversation(of: message, me: me))]
         case .replayMore(let room, let with, let before):
             return [(ChatScreen.Line(style: .system, text: "(older messages in \(room ?? "@" + (with ?? "?")): /history, before #\(before))"), nil)]
@@ -192,6 +227,7 @@ public actor ChatController {
         case .shutdown(let message):
             return [(ChatScreen.Line(style: .error, text: "server: \(message)"), nil)]
         case .error(let error):
+            if error.code == ChatFormat.loggedOut { loggedOut = ChatFormat.words(for: error) }
             return [(ChatScreen.Line(style: .error, text: ChatFormat.words(for: error)), nil)]
         case .ping, .other:
             return []

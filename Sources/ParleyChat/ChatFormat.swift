@@ -32,9 +32,18 @@ public enum ChatFormat {
             style = .privateMessage
         }
         let mentions = message.from.lowercased() != me.lowercased() && !me.isEmpty
-        let text = "\(time) \(prefix)\(message.from): \(message.text)"
+        let head = "\(time) \(prefix)\(message.from): "
         let marks = ChatScreen.highlighted(Array(message.text), name: me)
-        return ChatScreen.Line(style: style, text: text, mentionsMe: mentions && marks.contains(true), highlight: mentions ? me : nil)
+        return ChatScreen.Line(style: style, text: head + message.text, mentionsMe: mentions && marks.contains(true),
+                               highlight: mentions ? me : nil, indent: TextWidth.of(TextWidth.escapingControls(head)))
+    }
+
+    /// A line as line mode prints it: control characters escaped, and a text of several lines as
+    /// several lines, each after the first indented under the message text (``ChatScreen/Line/indent``).
+    public static func plainLines(_ line: ChatScreen.Line) -> [String] {
+        let pad = String(repeating: " ", count: max(0, line.indent))
+        let parts = TextWidth.escapingControls(line.text, keepingNewlines: true).split(separator: "\n", omittingEmptySubsequences: false)
+        return parts.enumerated().map { index, part in index == 0 ? String(part) : pad + String(part) }
     }
 
     nonisolated(unsafe) static let parser: ISO8601DateFormatter = {
@@ -42,7 +51,33 @@ public enum ChatFormat {
         f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         return f
     }()
+    /// For times without fractional seconds.
+    nonisolated(unsafe) static let wholeSecondsParser = ISO8601DateFormatter()
     static let lock = NSLock()
+
+    /// The code of the error frame with which the server ends a session it logged out (a
+    /// password change, `logout` everywhere, or `end_session` from another session).
+    public static let loggedOut = ParleyError.Code("LOGGED_OUT")
+
+    /// `yyyy-MM-dd HH:mm` in local time; the text as given when it is not an ISO 8601 time.
+    public static func localDateTime(_ iso: String) -> String {
+        guard let date = lock.withLock({ parser.date(from: iso) ?? wholeSecondsParser.date(from: iso) }) else { return iso }
+        let p = Calendar.current.dateComponents([.year, .month, .day, .hour, .minute], from: date)
+        return String(format: "%04d-%02d-%02d %02d:%02d", p.year ?? 0, p.month ?? 0, p.day ?? 0, p.hour ?? 0, p.minute ?? 0)
+    }
+
+    /// The lines of `/sessions`: one per session (id, transport, address, since), the one asking marked.
+    public static func sessionLines(_ sessions: [SessionInfo]) -> [String] {
+        guard !sessions.isEmpty else { return ["no sessions"] }
+        let idWidth = sessions.map { String($0.session).count }.max() ?? 1
+        let transportWidth = sessions.map(\.transport.count).max() ?? 0
+        let addressWidth = sessions.map(\.address.count).max() ?? 0
+        func padded(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
+        return ["your sessions (/end <id> ends one):"] + sessions.map { s in
+            "  #" + padded(String(s.session), idWidth) + "  " + padded(s.transport, transportWidth) + "  " + padded(s.address, addressWidth)
+                + "  since " + localDateTime(s.since) + (s.current ? "  (this one)" : "")
+        }
+    }
 
     /// `HH:mm` in local time.
     public static func localTime(_ iso: String) -> String {
@@ -62,6 +97,7 @@ public enum ChatFormat {
             case .passwordTooLong: return "Password too long: at most 72 bytes."
             case .rateLimited: return "Too many attempts: \(error.message)."
             case .serverBusy: return "The server is busy; try again in a moment."
+            case ChatFormat.loggedOut: return "logged out: \(error.message)"
             default: return error.message
             }
         }

@@ -44,12 +44,16 @@ public struct ChatScreen: Sendable {
         public var mentionsMe = false
         /// The name to highlight where it appears (the user's own, in others' messages).
         public var highlight: String?
+        /// The column the message text starts at: a text of several lines shows each line after
+        /// the first indented this far, under the text.
+        public var indent: Int
 
-        public init(style: Style, text: String, mentionsMe: Bool = false, highlight: String? = nil) {
+        public init(style: Style, text: String, mentionsMe: Bool = false, highlight: String? = nil, indent: Int = 0) {
             self.style = style
             self.text = text
             self.mentionsMe = mentionsMe
             self.highlight = highlight
+            self.indent = indent
         }
     }
 
@@ -61,6 +65,9 @@ public struct ChatScreen: Sendable {
     public private(set) var mentioned: Set<Conversation> = []
     public private(set) var lines: [Line] = []
     public var editor = LineEditor()
+    /// While set, the input line asks for a secret (a password) with this prompt, and what is
+    /// typed is not shown.
+    public var secretPrompt: String?
     /// Rows scrolled back from the newest (0: following new messages).
     public private(set) var scrollBack = 0
     /// Lines that arrived while scrolled back (shown in the status line).
@@ -79,7 +86,7 @@ public struct ChatScreen: Sendable {
     /// as unread there (and as a mention when it names the user).
     public mutating func append(_ line: Line, in conversation: Conversation? = nil) {
         var line = line
-        line.text = TextWidth.escapingControls(line.text)
+        line.text = TextWidth.escapingControls(line.text, keepingNewlines: true)
         if let conversation, conversation != current {
             unread[conversation, default: 0] += 1
             if line.mentionsMe { mentioned.insert(conversation) }
@@ -150,15 +157,17 @@ public struct ChatScreen: Sendable {
         let alert = !mentioned.isEmpty || connection != "connected"
         let status = Self.row(Array(statusText).map { Cell(character: $0, style: alert ? .statusAlert : .status) }, width: width, fill: alert ? .statusAlert : .status)
 
-        // The input line scrolls sideways to keep the cursor in view.
-        let prompt = Array("[\(current)] ").map { Cell(character: $0, style: .prompt) }
+        // The input line scrolls sideways to keep the cursor in view. A secret is not shown.
+        let prompt = Array(secretPrompt ?? "[\(current)] ").map { Cell(character: $0, style: .prompt) }
         var input = prompt
         var cursorColumn = prompt.count
-        for (index, character) in editor.text.enumerated() {
-            if index == editor.cursor { cursorColumn = input.count }
-            input += Self.cells(character, style: .plain)
+        if secretPrompt == nil {
+            for (index, character) in editor.text.enumerated() {
+                if index == editor.cursor { cursorColumn = input.count }
+                input += Self.cells(character, style: .plain)
+            }
+            if editor.cursor == editor.text.count { cursorColumn = input.count }
         }
-        if editor.cursor == editor.text.count { cursorColumn = input.count }
         var offset = 0
         if cursorColumn >= width { offset = cursorColumn - width + 1 }
         let visible = Array(input.dropFirst(offset))
@@ -202,16 +211,18 @@ public struct ChatScreen: Sendable {
     }
 
     /// A line as rows of `width` cells: wrapped at the width (never splitting a wide character),
-    /// on newlines too; the user's own name highlighted where it appears.
+    /// and at newlines, where the next line starts under the message text (``Line/indent``, at
+    /// most half the width); the user's own name highlighted where it appears.
     static func wrap(_ line: Line, width: Int) -> [[Cell]] {
         var rows: [[Cell]] = []
         var current: [Cell] = []
         let characters = Array(line.text)
         let marked = highlighted(characters, name: line.highlight)
+        let indent = Array(repeating: Cell(character: " ", style: line.style), count: min(max(0, line.indent), width / 2))
         for (index, character) in characters.enumerated() {
             if character == "\n" {
                 rows.append(row(current, width: width))
-                current = [Cell(character: " ", style: line.style), Cell(character: " ", style: line.style)]
+                current = indent
                 continue
             }
             let cells = Self.cells(character, style: marked[index] ? .mention : line.style)

@@ -88,10 +88,11 @@ public struct LineEditor: Sendable, Equatable {
         cursor = text.count
     }
 
-    /// Enter: returns the line, remembers it (unless blank or the same as the last), clears.
-    public mutating func submit() -> String {
+    /// Enter: returns the line, remembers it (unless blank, the same as the last, or
+    /// `remember` is false, as for a password), clears.
+    public mutating func submit(remember: Bool = true) -> String {
         let entered = line
-        if !entered.trimmingCharacters(in: .whitespaces).isEmpty, history.last != entered {
+        if remember, !entered.trimmingCharacters(in: .whitespaces).isEmpty, history.last != entered {
             history.append(entered)
             if history.count > maxHistory { history.removeFirst() }
         }

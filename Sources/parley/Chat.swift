@@ -17,6 +17,8 @@ struct Chat: AsyncParsableCommand {
         abstract: "Chat in a terminal (full screen), or line by line when piped.",
         discussion: """
             The password comes from PARLEY_PASSWORD or is asked for without echo. Type /help for the commands.
+            /password asks for the current and the new password without showing them (when piped: on
+            the next two input lines); /logout, /logout all, /sessions and /end <id> manage where you are logged in.
             Example: printf '/pm bob hi\\n/quit\\n' | PARLEY_PASSWORD=... parley chat --user alice
             """)
 
@@ -119,13 +121,26 @@ struct Chat: AsyncParsableCommand {
         }
         let printer = Task {
             for await event in client.events() {
-                for (line, _) in await controller.lines(for: event) { Self.print(line.text) }
+                for (line, _) in await controller.lines(for: event) { Self.print(line) }
             }
         }
         var failed = false
-        while let line = await Task.detached(operation: { readLine(strippingNewline: true) }).value {
-            let outcome = await controller.run(line)
-            for (line, _) in outcome.lines { Self.print(line.text) }
+        func nextLine() async -> String? { await Task.detached(operation: { readLine(strippingNewline: true) }).value }
+        while let line = await nextLine() {
+            let outcome: ChatController.Outcome
+            if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
+                // `/password` alone: the current and the new password are the next two lines
+                // (whole lines, so a password may hold spaces).
+                guard let current = await nextLine(), let new = await nextLine() else {
+                    Self.print("/password: give the current and the new password on the next two lines")
+                    failed = true
+                    break
+                }
+                outcome = await controller.run(.changePassword(current: current, new: new))
+            } else {
+                outcome = await controller.run(line)
+            }
+            for (line, _) in outcome.lines { Self.print(line) }
             failed = failed || outcome.failed
             if outcome.quit { break }
             if !client.isActive {
@@ -153,5 +168,11 @@ struct Chat: AsyncParsableCommand {
     /// Prints a line, with control characters escaped.
     static func print(_ text: String) {
         FileHandle.standardOutput.write(Data((TextWidth.escapingControls(text) + "\n").utf8))
+    }
+
+    /// Prints a chat line: a text of several lines as several lines, indented under the message
+    /// text; other control characters escaped.
+    static func print(_ line: ChatScreen.Line) {
+        FileHandle.standardOutput.write(Data(ChatFormat.plainLines(line).map { $0 + "\n" }.joined().utf8))
     }
 }

@@ -28,6 +28,17 @@ struct FullScreen {
         case reconnectFailed(String)
     }
 
+    /// What the user entered, in the order entered: a typed line, or a command the screen put
+    /// together (a password change, whose passwords were asked for and never shown).
+    enum Entry: Sendable {
+        case line(String)
+        case command(ChatCommand)
+    }
+
+    /// How many typed lines may wait for the ones before them to be answered; a line beyond
+    /// that is not sent, and the screen says so.
+    static let maxWaitingLines = 1000
+
     func run() async throws {
         let terminal = Terminal(color: color)
         terminal.enterRawMode()
@@ -58,6 +69,28 @@ struct FullScreen {
             post.yield(.inputEnded)
         }
         defer { input.cancel() }
+        // Typed lines run one at a time, in the order typed: a line starts only once the one
+        // before it has been answered, so `/cg team` then `/gc team hi` (pasted, or typed fast)
+        // finds the group made. (A task per line would let the controller, an actor, start the
+        // second while the first awaits its reply, or even start them in the other order.)
+        let (typed, submit) = AsyncStream.makeStream(of: Entry.self, bufferingPolicy: .bufferingOldest(Self.maxWaitingLines))
+        let controller = self.controller
+        let runner = Task {
+            for await entry in typed {
+                switch entry {
+                case .line(let line): post.yield(.outcome(await controller.run(line)))
+                case .command(let command): post.yield(.outcome(await controller.run(command)))
+                }
+            }
+        }
+        func enter(_ entry: Entry) -> Bool {
+            if case .dropped = submit.yield(entry) { return false }
+            return true
+        }
+        defer {
+            submit.finish()
+            runner.cancel()
+        }
         var pump = Self.pumpEvents(await controller.client, post: post)
 
         var screen = ChatScreen(server: server)
@@ -66,6 +99,8 @@ struct FullScreen {
         screen.system("Welcome, \(me). /help lists the commands; Ctrl-C or /quit leaves.")
         var decoder = KeyDecoder()
         var quitting = false
+        /// While `/password` asks for the current and the new password: the answers so far.
+        var passwords: [String]?
         func redraw(force: Bool = false) {
             let size = terminal.size
             let frame = screen.render(width: size.width, height: size.height)
@@ -76,12 +111,38 @@ struct FullScreen {
             switch happening {
             case .keys(let bytes):
                 for key in decoder.feed(bytes) {
+                    // No history or completion into a hidden password.
+                    if passwords != nil, [Key.up, .down, .tab, .control("p"), .control("n")].contains(key) { continue }
                     switch key {
                     case .character(let c): screen.editor.insert([c])
+                    case .enter where passwords != nil:
+                        var answers = passwords ?? []
+                        answers.append(screen.editor.submit(remember: false))
+                        if answers.count < 2 {
+                            passwords = answers
+                            screen.secretPrompt = "New password (Esc cancels): "
+                        } else {
+                            passwords = nil
+                            screen.secretPrompt = nil
+                            if !enter(.command(.changePassword(current: answers[0], new: answers[1]))) {
+                                screen.system("\(Self.maxWaitingLines) lines are waiting for the server; password not changed", style: .error)
+                            }
+                        }
                     case .enter:
-                        let line = screen.editor.submit()
-                        let controller = self.controller
-                        Task { post.yield(.outcome(await controller.run(line))) }
+                        // A line holding passwords is not kept in the history.
+                        let secret = screen.editor.line.trimmingCharacters(in: .whitespaces).lowercased().hasPrefix("/passw")
+                        let line = screen.editor.submit(remember: !secret)
+                        if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
+                            passwords = []
+                            screen.secretPrompt = "Current password (Esc cancels): "
+                        } else if !enter(.line(line)) {
+                            screen.system("\(Self.maxWaitingLines) lines are waiting for the server; not sent: \(line)", style: .error)
+                        }
+                    case .escape where passwords != nil:
+                        passwords = nil
+                        screen.secretPrompt = nil
+                        _ = screen.editor.submit(remember: false)
+                        screen.system("password not changed")
                     case .backspace, .control("h"): screen.editor.backspace()
                     case .delete: screen.editor.delete()
                     case .left, .control("b"): screen.editor.left()
@@ -118,6 +179,12 @@ struct FullScreen {
                 redraw(force: true)
             case .disconnected:
                 guard !quitting else { break }
+                if let reason = await controller.loggedOut {
+                    // Logged out (here, or by the server): reconnecting would undo it.
+                    screen.connection = "logged out"
+                    screen.system("\(reason); /quit or Ctrl-C leaves", style: .error)
+                    break
+                }
                 screen.connection = "reconnecting"
                 screen.system("connection lost; reconnecting…", style: .error)
                 let client = await controller.client

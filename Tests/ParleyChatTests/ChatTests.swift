@@ -1,4 +1,6 @@
 import ParleyChat
+import ParleyCore
+import ParleyWire
 import Testing
 
 @Suite("Chat client: commands, line editing, keys, screen")
@@ -23,6 +25,43 @@ struct ChatTests {
         #expect(throws: ChatCommand.CommandError.self) { try ChatCommand.parse("/mode team sometimes") }
         #expect(throws: ChatCommand.CommandError.self) { try ChatCommand.parse("/history 0") }
         #expect(Array(ChatCommand.names.prefix(6)) == ["pm", "gc", "cg", "jg", "lg", "listg"], "/help lists the classroom set first")
+    }
+
+    @Test("account commands: /password (asked for, or both given), /logout [all], /sessions, /end <id>")
+    func accountCommands() throws {
+        #expect(try ChatCommand.parse("/password") == .changePassword(current: nil, new: nil))
+        #expect(try ChatCommand.parse("/password old-secret new-secret") == .changePassword(current: "old-secret", new: "new-secret"))
+        #expect(throws: ChatCommand.CommandError(description: "usage: /password [<current> <new>]")) { try ChatCommand.parse("/password only-one") }
+        #expect(throws: ChatCommand.CommandError(description: "usage: /password [<current> <new>]")) { try ChatCommand.parse("/passwd a b c") }
+        #expect(try ChatCommand.parse("/logout") == .logout(everywhere: false))
+        #expect(try ChatCommand.parse("/logout all") == .logout(everywhere: true))
+        #expect(try ChatCommand.parse("/LOGOUT All") == .logout(everywhere: true))
+        #expect(throws: ChatCommand.CommandError(description: "usage: /logout [all]")) { try ChatCommand.parse("/logout now") }
+        #expect(try ChatCommand.parse("/sessions") == .sessions)
+        #expect(throws: ChatCommand.CommandError.self) { try ChatCommand.parse("/sessions all") }
+        #expect(try ChatCommand.parse("/end 3") == .endSession(3))
+        #expect(throws: ChatCommand.CommandError(description: "usage: /end <id>")) { try ChatCommand.parse("/end three") }
+        #expect(throws: ChatCommand.CommandError(description: "usage: /end <id>")) { try ChatCommand.parse("/end") }
+        #expect(throws: ChatCommand.CommandError(description: "usage: /pm <user> <message>")) { try ChatCommand.parse("/msg bob") }
+        for name in ["password", "logout", "sessions", "end"] { #expect(ChatCommand.names.contains(name), "/help and Tab know /\(name)") }
+    }
+
+    @Test("/sessions lists id, transport, address and since, marking this session; a logout by the server is shown in words")
+    func sessionsAndLoggedOut() {
+        let lines = ChatFormat.sessionLines([
+            SessionInfo(session: 12, transport: "native", address: "127.0.0.1:50000", since: "2026-12-04T09:30:00Z", current: true),
+            SessionInfo(session: 7, transport: "websocket", address: "10.0.0.2:443", since: "2026-12-03T18:05:00.250Z", current: false),
+        ])
+        #expect(lines.count == 3)
+        #expect(lines[1].hasPrefix("  #12  native     127.0.0.1:50000  since "), "\(lines)")
+        #expect(lines[1].hasSuffix("(this one)"))
+        #expect(lines[1].contains(ChatFormat.localDateTime("2026-12-04T09:30:00Z")))
+        #expect(lines[2].hasPrefix("  #7   websocket  10.0.0.2:443     since "), "\(lines)")
+        #expect(!lines[2].contains("this one"))
+        #expect(ChatFormat.localDateTime("2026-12-03T18:05:00.250Z").count == 16, "yyyy-MM-dd HH:mm")
+        #expect(ChatFormat.sessionLines([]) == ["no sessions"])
+        let error = ParleyError(ChatFormat.loggedOut, "your password was changed")
+        #expect(ChatFormat.words(for: error) == "logged out: your password was changed")
     }
 
     @Test("line editing: cursor moves, word jumps, deletes, Ctrl-U, Ctrl-W, history")
@@ -103,6 +142,25 @@ struct ChatTests {
         #expect(text[6] == "[connected] [to: gen", "the status line, cut at the width")
         #expect(text[7].hasPrefix("[general] draft"))
         #expect(cursor.row == 7 && cursor.column == 15)
+    }
+
+    @Test("a message of several lines shows as several lines, each under the message text, on the screen and in line mode; other control characters stay escaped")
+    func multiLineMessage() {
+        let time = "2026-12-04T12:00:00.000Z"
+        let message = WireMessage(messageId: 7, time: time, from: "bob", room: "general", to: nil, text: "first\nsecond\u{1B}x\r\nthird")
+        let line = ChatFormat.line(for: message, me: "alice")
+        let head = ChatFormat.localTime(time) + " bob: "
+        #expect(line.indent == head.count)
+        let pad = String(repeating: " ", count: head.count)
+        #expect(ChatFormat.plainLines(line) == [head + "first", pad + "second^[x", pad + "third"])
+        var s = ChatScreen(server: "h")
+        s.append(line)
+        let text = s.render(width: 30, height: 6).rows.map { row in String(row.filter { !$0.continuation }.map(\.character)) }
+        #expect(text[1].hasPrefix(head + "first "), "\(text)")
+        #expect(text[2].hasPrefix(pad + "second^[x "), "\(text)")
+        #expect(text[3].hasPrefix(pad + "third "), "\(text)")
+        #expect(!text.joined().contains("\\u{a}") && !text.joined().contains("\\u{d}"))
+        #expect(ChatFormat.plainLines(ChatScreen.Line(style: .system, text: "a\u{7}b")) == ["a\\u{7}b"], "a lone line is escaped as before")
     }
 
     @Test("the user's own name is highlighted where it appears as a word, nothing else")

@@ -1,31 +1,111 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import ParleyClient
 import ParleyCore
 import Testing
 
-/// A terminal program in tmux: a private server socket, a fixed size, an explicit environment.
+/// A terminal program in tmux: a tmux server of its own on a socket in a folder of its own
+/// (`-S`), a fixed size, an explicit environment.
+///
+/// Nothing it starts outlives the test, whether the test passes, fails or runs out of time:
+/// ``kill()`` (call it in a `defer`; the end of the test process calls it for any left) ends
+/// the server with `kill-server`, then ends the tmux server and the program in the pane by pid
+/// if they are still there (for when the socket cannot be reached), and only then removes the
+/// socket's folder. (Sessions used to share tmux's default socket folder under `-L`; once a
+/// socket file was gone, `kill-server` could not reach its server, and the server and its
+/// `parley chat` ran on after the tests.)
+/// Thread safety: `Sendable`; the pids are behind a lock and `kill()` may be called from any
+/// thread, more than once.
 final class TmuxSession: Sendable {
-    let socket = "parley-test-" + UUID().uuidString.prefix(8)
+    /// The folder (made by `mkdtemp`, short enough for a socket path) holding the socket.
+    let directory: String
+    let socket: String
     let name = "chat"
+    private let processes: Locked<Processes>
+
+    /// The processes to end, known from the start: the tmux server and the program in its pane.
+    struct Processes: Sendable {
+        var server: Started?
+        var pane: Started?
+        var ended = false
+    }
+
+    /// A process and when it started (from `/proc/PID/stat`; an `exec` keeps it), so that a pid
+    /// the system has since given to another process is never signalled.
+    struct Started: Sendable {
+        var pid: pid_t
+        var startTime: String
+    }
 
     static let spawning = NSLock()
 
     static var available: Bool { FileManager.default.isExecutableFile(atPath: "/usr/bin/tmux") }
 
+    /// Every session not yet killed, by folder, for the end of the test process.
+    static let running = Locked<[String: TmuxSession]>([:])
+    /// Kills what is still running when the test process exits (a test that ran out of time may
+    /// never reach its `defer`).
+    static let killAtExit: Void = { _ = atexit { TmuxSession.killAll() } }()
+
+    static func killAll() {
+        let sessions = running.withLock { Array($0.values) }
+        for session in sessions { session.kill() }
+    }
+
     init(width: Int = 80, height: Int = 20, command: [String], environment: [String: String]) throws {
+        var template = Array("/tmp/parley-tmux-XXXXXX".utf8CString)
+        guard let made = mkdtemp(&template) else { throw ParleyClient.ClientError.closed }
+        directory = String(cString: made)
+        socket = directory + "/socket"
+        processes = Locked(Processes())
+        _ = Self.killAtExit
+        Self.running.withLock { $0[directory] = self }
         let env = ["PATH=/usr/bin:/bin", "TERM=xterm-256color", "HOME=" + NSTemporaryDirectory(), "LANG=C.UTF-8"]
             + environment.map { "\($0.key)=\($0.value)" }
-        // The tmux server started here must not inherit a pipe (its reader would wait forever).
-        try tmux(["-f", "/dev/null", "new-session", "-d", "-x", "\(width)", "-y", "\(height)", "-s", name, "/usr/bin/env", "-i"] + env + command,
-                 output: false)
-        try tmux(["set-option", "-t", name, "remain-on-exit", "on"], output: false)
+        do {
+            // The tmux server started here must not inherit a pipe (its reader would wait forever).
+            try tmux(["-f", "/dev/null", "new-session", "-d", "-x", "\(width)", "-y", "\(height)", "-s", name, "/usr/bin/env", "-i"] + env + command,
+                     output: false)
+            // Known at once, so that they can be ended even if the socket goes.
+            let pids = try tmux(["display-message", "-p", "-t", name, "#{pid} #{pane_pid}"])
+                .split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            processes.withLock {
+                $0.server = pids.first.flatMap(TmuxSession.started)
+                $0.pane = pids.dropFirst().first.flatMap(TmuxSession.started)
+            }
+            try tmux(["set-option", "-t", name, "remain-on-exit", "on"], output: false)
+        } catch {
+            kill()
+            throw error
+        }
+    }
+
+    static func started(_ pid: pid_t) -> Started? {
+        startTime(of: pid).map { Started(pid: pid, startTime: $0) }
+    }
+
+    /// When process `pid` started (field 22 of `/proc/PID/stat`, in clock ticks after boot), or
+    /// nil when there is no such process.
+    static func startTime(of pid: pid_t) -> String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let end = stat.lastIndex(of: ")") else { return nil }
+        // After the command's closing parenthesis: field 3 (the state) onwards.
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        return fields.count > 19 ? String(fields[19]) : nil
+    }
+
+    /// Whether `process` is still running (the same process, not another given its pid).
+    static func alive(_ process: Started) -> Bool {
+        Glibc.kill(process.pid, 0) == 0 && startTime(of: process.pid) == process.startTime
     }
 
     /// Runs tmux with `arguments` (posix_spawn and waitpid: Foundation's `Process` does not
     /// reliably see its children exit when waited for from many tasks at once).
     @discardableResult
     func tmux(_ arguments: [String], output: Bool = true) throws -> String {
-        var argv = ["/usr/bin/tmux", "-L", socket] + arguments
+        var argv = ["/usr/bin/tmux", "-S", socket] + arguments
         if arguments.contains("new-session") {
             // The tmux server lives on after this call: it must not inherit the test process's
             // descriptors (a server's listening socket would keep its port taken).
@@ -87,7 +167,27 @@ final class TmuxSession: Sendable {
         try await eventually("the screen to show \"\(text)\"", timeout: timeout) { self.screen.contains(text) }
     }
 
-    func kill() { _ = try? tmux(["kill-server"], output: false) }
+    /// Ends the tmux server and the program in it, and removes the socket's folder. First
+    /// `kill-server` (the program gets SIGHUP and restores its terminal); whatever is still
+    /// running a second later (the socket was gone, or the program ignored the hangup) is ended
+    /// by pid: the program first, then the server. Safe to call more than once.
+    func kill() {
+        let known = processes.withLock { p -> Processes? in
+            if p.ended { return nil }
+            p.ended = true
+            return p
+        }
+        guard let known else { return }
+        _ = try? tmux(["kill-server"], output: false)
+        let left = [known.pane, known.server].compactMap { $0 }
+        let deadline = ContinuousClock.now + .seconds(1)
+        while left.contains(where: Self.alive), ContinuousClock.now < deadline { usleep(10_000) }
+        for process in left where Self.alive(process) {
+            Glibc.kill(process.pid, SIGKILL)
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+        Self.running.withLock { $0[directory] = nil }
+    }
 }
 
 @Suite("End to end: parley chat", .timeLimit(.minutes(3)), .enabled(if: TmuxSession.available))
@@ -146,6 +246,29 @@ struct ChatClientTests {
         try await eventually("the client to exit") { alice.exited }
         #expect(!alice.alternateScreen, "the terminal is back on its normal screen")
         #expect(!alice.screen.contains("[connected]"), "the chat screen is gone: \(alice.screen)")
+        await s.stop()
+    }
+
+    @Test("lines pasted at once run in the order typed: a group made or joined by one line is there for the next")
+    func pastedLinesKeepTheirOrder() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        try await s.register("alice")
+        try await s.register("bob")
+        let alice = try Self.chat(s, user: "alice")
+        defer { alice.kill() }
+        let bob = try Self.chat(s, user: "bob")
+        defer { bob.kill() }
+        try await alice.waitFor("[connected]")
+        try await bob.waitFor("[connected]")
+        // Both lines reach the client in one write, as a paste does.
+        try alice.type("/cg team\r/gc team one\r")
+        try await alice.waitFor("(team) alice: one")
+        try bob.type("/jg team\r/gc team first!\r")
+        try await alice.waitFor("(team) bob: first!")
+        try await bob.waitFor("(team) bob: first!")
+        #expect(!alice.screen.contains("there is no group"), "\(alice.screen)")
+        #expect(!bob.screen.contains("there is no group") && !bob.screen.contains("not a member"), "\(bob.screen)")
         await s.stop()
     }
 
@@ -223,11 +346,17 @@ struct ChatClientTests {
             process.standardOutput = stdout
             process.standardError = stdout
             try process.run()
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try stdin.fileHandleForWriting.close()
-            let output = await Task.detached { String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
-            await Task.detached { process.waitUntilExit() }.value
-            return (output, process.terminationStatus)
+            // A test that runs out of time is cancelled: the client goes with it (its output then
+            // ends, so the read below returns) instead of running on after the tests.
+            return await withTaskCancellationHandler {
+                stdin.fileHandleForWriting.write(Data(input.utf8))
+                try? stdin.fileHandleForWriting.close()
+                let output = await Task.detached { String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
+                await Task.detached { process.waitUntilExit() }.value
+                return (output, process.terminationStatus)
+            } onCancel: {
+                if process.isRunning { process.terminate() }
+            }
         }
         let (out, status) = try await run("/pm bob hi bob\n/cg team\n/listg\nin general\n/quit\n", ["--user", "alice", "--register"])
         #expect(status == 0, "\(out)")
