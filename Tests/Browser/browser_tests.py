@@ -32,6 +32,7 @@ OUTPUT = os.path.join(ROOT, "test-output", "browser")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", shutil.which("chromedriver") or "/usr/bin/chromedriver")
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
 PASSWORD = "correct horse"
+NEW_PASSWORD = "battery staple"
 WAIT = 15
 
 # The colours of app.css (light scheme), as Chromium reports them.
@@ -115,17 +116,22 @@ class Native:
         self.buffer = self.buffer[4 + length:]
         return frame
 
-    def request(self, frame):
+    def ask(self, frame):
+        """Sends a request and returns its reply, an error or not."""
         frame = dict(frame, id=self.next_id)
         self.next_id += 1
         self.send(frame)
         while True:
             reply = self.receive()
             if reply.get("id") == frame["id"]:
-                if reply["type"] == "error":
-                    raise AssertionError(f"{frame['type']}: {reply}")
                 return reply
             self.frames.append(reply)
+
+    def request(self, frame):
+        reply = self.ask(frame)
+        if reply["type"] == "error":
+            raise AssertionError(f"{frame['type']}: {reply}")
+        return reply
 
     def register_and_login(self, name, register=True):
         if register:
@@ -213,10 +219,49 @@ class Page:
     def login(self, name, password=PASSWORD):
         self.sign_in("login", name, password)
 
-    def in_chat(self):
+    def in_chat(self, timeout=WAIT):
         self.wait(lambda: self.visible("chat") and self.driver.execute_script("return window.parley.app.loggedIn && !window.parley.app.replaying"),
-                  "the chat to open")
+                  "the chat to open", timeout)
         return self
+
+    def stored(self, key):
+        """A value of the page's local storage (None when absent)."""
+        return self.driver.execute_script("return localStorage.getItem(arguments[0])", key)
+
+    def pending_revokes(self):
+        return json.loads(self.stored("parley.pendingRevoke") or "[]")
+
+    def banner(self):
+        return self.find("#banner").text if self.visible("banner") else ""
+
+    def account_open(self):
+        return self.driver.execute_script("return document.getElementById('account').open")
+
+    def open_account(self):
+        self.find("#account-open").click()
+        self.wait(self.account_open, "the account dialog")
+
+    def sessions(self):
+        """The rows of the account dialog's session list, as shown."""
+        return [e.text for e in self.finds("#sessions-list li")]
+
+    def change_password(self, current, new, again=None):
+        self.fill("current-password", current)
+        self.fill("new-password", new)
+        self.fill("confirm-password", new if again is None else again)
+        self.find("#change-password").click()
+
+    def password_status(self):
+        return self.find("#password-status").text
+
+    def mark_connection(self):
+        """Remembers the page's current WebSocket, for reconnected()."""
+        self.driver.execute_script("window.markedSocket = window.parley.link.ws")
+
+    def reconnected(self):
+        """Whether the page is connected again on a WebSocket other than the marked one."""
+        return self.driver.execute_script(
+            "return window.parley.link.ws !== window.markedSocket && window.parley.link.connected")
 
     def open(self, key):
         self.find(f'.conv[data-key="{key}"]').click()
@@ -293,6 +338,26 @@ class BrowserTests(unittest.TestCase):
         client = Native(self.server.port).register_and_login(name, register)
         self.natives.append(client)
         return client
+
+    def login_with_token(self, name, token):
+        """What the server answers a fresh connection's login with `token`."""
+        client = Native(self.server.port)
+        self.natives.append(client)
+        return client.ask({"type": "login", "username": name, "token": token})
+
+    def throttle(self, name, failures):
+        """Fails `failures` logins in a row for `name` (from this machine's address, like the pages),
+        waiting out each refusal, so that the server's back-off reaches 2^(failures - 5) s."""
+        client = Native(self.server.port)
+        self.natives.append(client)
+        failed = 0
+        while failed < failures:
+            reply = client.ask({"type": "login", "username": name, "password": "wrong password"})
+            if reply.get("code") == "RATE_LIMITED":
+                time.sleep(0.1)  # polls until the back-off has passed
+                continue
+            self.assertEqual(reply.get("code"), "INVALID_CREDENTIALS", reply)
+            failed += 1
 
     def test_register_and_login(self):
         page = self.page()
@@ -510,6 +575,18 @@ class BrowserTests(unittest.TestCase):
         page.find('.conv[data-key="room:general"]').click()
         page.wait(lambda: page.find("#sidebar").rect["x"] < -10, "the sidebar to slide away")
         page.screenshot("phone")
+        # The account dialog, from the sidebar, fits the screen.
+        page.find("#toggle-sidebar").click()
+        page.wait(lambda: page.find("#sidebar").rect["x"] >= -1, "the sidebar to slide in again")
+        page.open_account()
+        page.wait(lambda: len(page.sessions()) == 1, "the session list")
+        box = page.find("#account").rect
+        self.assertGreaterEqual(box["x"], 0)
+        self.assertLessEqual(box["x"] + box["width"], 390, "the dialog within the screen")
+        self.assertLessEqual(page.driver.execute_script("return document.documentElement.scrollWidth"), 390)
+        page.screenshot("phone-account")
+        page.find("#account-close").click()
+        page.wait(lambda: not page.account_open(), "the dialog to close")
 
     def test_older_history_loads_when_scrolling_up(self):
         bob = self.native("Bob")
@@ -555,6 +632,146 @@ class BrowserTests(unittest.TestCase):
         background = ann.driver.execute_script("return getComputedStyle(document.body).backgroundColor")
         self.assertEqual(tuple(int(x) for x in re.findall(r"\d+", background)[:3]), (21, 24, 28))
         ann.screenshot("dark")
+        ann.open_account()
+        ann.wait(lambda: len(ann.sessions()) == 1, "the session list")
+        background = ann.find("#account").value_of_css_property("background-color")
+        self.assertEqual(tuple(int(x) for x in re.findall(r"\d+", background)[:3]), (21, 24, 28), "the dialog is dark too")
+        ann.screenshot("dark-account")
+
+    def test_log_out_while_offline_revokes_the_token(self):
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        token = ann.stored("parley.token")
+        self.assertTrue(token)
+        self.server.stop()
+        ann.wait(lambda: "Offline" in ann.banner(), "the offline banner")
+        # Logging out while offline: the page forgets the token at once and keeps it to revoke.
+        ann.find("#logout").click()
+        ann.wait(lambda: ann.visible("signin"), "the sign-in form after logging out offline")
+        self.assertIsNone(ann.stored("parley.token"))
+        self.assertEqual(ann.pending_revokes(), [token])
+        ann.screenshot("logout-offline")
+        # Back online, the page revokes it before anything else and does not log in.
+        self.server.start()
+        ann.wait(lambda: ann.stored("parley.pendingRevoke") is None, "the pending revoke to be answered")
+        ann.wait(lambda: ann.driver.execute_script("return window.parley.link.connected") and not ann.visible("banner"),
+                 "the page back online")
+        self.assertTrue(ann.visible("signin"))
+        self.assertFalse(ann.driver.execute_script("return window.parley.app.loggedIn"))
+        reply = self.login_with_token("Ann", token)
+        self.assertEqual(reply.get("code"), "INVALID_CREDENTIALS", "the token no longer works")
+        ann.login("Ann")
+        ann.in_chat()
+
+    def test_change_password_logs_out_the_other_sessions(self):
+        ann, other = self.page(), self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        other.login("Ann")
+        other.in_chat()
+        other_token = other.stored("parley.token")
+        other.mark_connection()
+        carl = self.native("Ann", register=False)  # a native session of the same account
+        ann.open_account()
+        ann.change_password("wrong password", NEW_PASSWORD)
+        ann.wait(lambda: ann.password_status() == "The current password is wrong.", "the wrong-password message")
+        ann.change_password(PASSWORD, NEW_PASSWORD, "battery stapler")
+        ann.wait(lambda: ann.password_status() == "The two new passwords differ.", "the mismatch message")
+        ann.change_password(PASSWORD, NEW_PASSWORD)
+        ann.wait(lambda: ann.password_status().startswith("Password changed"), "the password changed")
+        self.assertEqual(ann.find("#current-password").get_attribute("value"), "", "the fields are cleared")
+        ann.screenshot("account-password-changed")
+        # Every other session is closed with LOGGED_OUT; the other page shows why, at the sign-in
+        # form, and does not log in again with its (revoked) token once reconnected.
+        closed = carl.wait_for(lambda f: f.get("type") == "error")
+        self.assertEqual(closed["code"], "LOGGED_OUT")
+        message = closed.get("message") or "You were logged out."
+        other.wait(lambda: other.visible("signin") and other.signin_status() == message, "the other page at the sign-in form")
+        other.wait(other.reconnected, "the other page to reconnect")
+        self.assertIsNone(other.stored("parley.token"))
+        self.assertTrue(other.visible("signin"))
+        self.assertEqual(other.signin_status(), message)
+        self.assertFalse(other.driver.execute_script("return window.parley.app.loggedIn"))
+        other.screenshot("logged-out-by-password-change")
+        self.assertEqual(self.login_with_token("Ann", other_token).get("code"), "INVALID_CREDENTIALS")
+        # This session and its token stay.
+        ann.find("#account-close").click()
+        ann.wait(lambda: not ann.account_open(), "the dialog to close")
+        ann.say("still here")
+        ann.driver.refresh()
+        ann.in_chat()
+        # The old password no longer works, the new one does.
+        other.login("Ann", PASSWORD)
+        other.wait(lambda: other.signin_status() == "Wrong user name or password.", "the old password refused")
+        other.login("Ann", NEW_PASSWORD)
+        other.in_chat()
+        other.wait_text("still here")
+
+    def test_sessions_list_ends_another_session_and_logs_out_everywhere(self):
+        ann, other = self.page(), self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        other.login("Ann")
+        other.in_chat()
+        other_token = other.stored("parley.token")
+        other.mark_connection()
+        ann.open_account()
+        ann.wait(lambda: len(ann.sessions()) == 2, "two sessions listed")
+        rows = ann.sessions()
+        self.assertIn("this device", rows[0], "this session first, marked")
+        self.assertNotIn("this device", rows[1])
+        self.assertTrue(all("websocket" in row and "since" in row for row in rows), rows)
+        ends = ann.finds("#sessions-list li button")
+        self.assertEqual(len(ends), 1, "an End button for the other session only")
+        self.assertTrue(ends[0].get_attribute("aria-label").startswith("End the websocket session from"))
+        ann.screenshot("account-sessions")
+        ends[0].click()
+        ann.wait(lambda: len(ann.sessions()) == 1, "the ended session to leave the list")
+        other.wait(lambda: other.visible("signin") and other.signin_status() != "", "the ended page at the sign-in form")
+        other.wait(other.reconnected, "the ended page to reconnect")
+        self.assertTrue(other.visible("signin"), "no automatic login with the revoked token")
+        self.assertIsNone(other.stored("parley.token"))
+        self.assertEqual(self.login_with_token("Ann", other_token).get("code"), "INVALID_CREDENTIALS")
+        ann.find("#refresh-sessions").click()
+        ann.wait(lambda: len(ann.sessions()) == 1 and "this device" in ann.sessions()[0], "only this session left")
+        # Log out everywhere: both pages end up at the sign-in form, and neither token works.
+        other.login("Ann")
+        other.in_chat()
+        other_token = other.stored("parley.token")
+        ann_token = ann.stored("parley.token")
+        ann.find("#logout-everywhere").click()
+        ann.wait(lambda: ann.visible("signin") and ann.stored("parley.token") is None, "this page logged out")
+        other.wait(lambda: other.visible("signin") and other.signin_status() != "", "the other page logged out")
+        for token in (ann_token, other_token):
+            self.assertEqual(self.login_with_token("Ann", token).get("code"), "INVALID_CREDENTIALS")
+        ann.login("Ann")
+        ann.in_chat()
+
+    def test_rate_limited_logins_wait_and_recover(self):
+        # The server's throttle: 5 failed logins, then 1 s, doubling with each further failure.
+        # Eight failures close logins to Ann (and to this address) for 8 s: time enough for a
+        # reload and a typed login to be refused, even on a slow machine.
+        ann, typed = self.page(), self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        typed.wait(lambda: typed.driver.execute_script("return !!(window.parley && window.parley.app.hello)"), "the hello")
+        self.throttle("Ann", 8)
+        # A password typed meanwhile: the page says how long to wait, with the button off.
+        typed.login("Ann")
+        typed.wait(lambda: typed.signin_status().startswith("Too many attempts: try again in") and not typed.find("#login").is_enabled(),
+                   "the wait after a typed password")
+        typed.screenshot("rate-limited-typed")
+        # A reload logs in with the token: refused, it says so and tries again by itself.
+        ann.driver.refresh()
+        ann.wait(lambda: ann.banner().startswith("Too many attempts; retrying in"), "the retry banner")
+        ann.screenshot("rate-limited-retrying")
+        ann.in_chat(timeout=60)
+        ann.wait(lambda: not ann.visible("banner"), "the banner to go")
+        # The typed login's button comes back, and then works.
+        typed.wait(lambda: typed.find("#login").is_enabled(), "the login button back", timeout=60)
+        typed.find("#login").click()
+        typed.in_chat()
 
     def test_startup_time(self):
         page = self.page()

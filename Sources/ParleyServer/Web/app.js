@@ -24,6 +24,7 @@ const ERRORS = {
   GUESTS_DISABLED: 'This server does not allow guests.',
   TOO_MANY_CONNECTIONS: 'The server has too many connections: try again later.',
   SERVER_SHUTTING_DOWN: 'The server is shutting down.',
+  GUEST_NOT_ALLOWED: 'Guests cannot do that.',
 };
 const describe = (error) => ERRORS[error.code] || error.message || error.code;
 
@@ -32,6 +33,18 @@ const store = {
   get user() { return localStorage.getItem('parley.user'); },
   save(user, token) { localStorage.setItem('parley.user', user); if (token) localStorage.setItem('parley.token', token); },
   clear() { localStorage.removeItem('parley.token'); localStorage.removeItem('parley.user'); },
+  forgetToken() { localStorage.removeItem('parley.token'); },
+  // Login tokens given up while offline: the server still honours them until told `revoke`.
+  get revokes() {
+    try {
+      const list = JSON.parse(localStorage.getItem('parley.pendingRevoke') || '[]');
+      return Array.isArray(list) ? list.filter((t) => typeof t === 'string') : [];
+    } catch { return []; }
+  },
+  set revokes(list) {
+    if (list.length) localStorage.setItem('parley.pendingRevoke', JSON.stringify([...new Set(list)]));
+    else localStorage.removeItem('parley.pendingRevoke');
+  },
   get open() { return sessionStorage.getItem('parley.open') || 'room:general'; },
   set open(key) { sessionStorage.setItem('parley.open', key); },
 };
@@ -110,6 +123,9 @@ const app = {
   freshReplay: false, // this replay is what was missed while away (not a reconnect): show the divider
   groupInfo: new Map(), // lower group -> {owner, inviteOnly, members: [...] }
   followed: new Set(),
+  backoff: 0,        // seconds of the last wait after RATE_LIMITED (doubles while it lasts)
+  retry: null,       // cancels the countdown to the next automatic login
+  hold: null,        // cancels the countdown that keeps the sign-in buttons off
 };
 
 function keyOf(message) {
@@ -156,7 +172,7 @@ function onFrame(f) {
       $('server-name').textContent = `Server ${f.server}`;
       $('guest').hidden = !f.guests;
       $('register').hidden = !f.registration;
-      autoLogin();
+      revokePending().then(autoLogin);
       break;
     case 'message': addMessage(f, f.replay === true); break;
     case 'replay_more': {
@@ -182,7 +198,8 @@ function onFrame(f) {
     case 'ping': link.post({ type: 'pong' }); break;
     case 'shutdown': banner('The server is restarting: reconnecting…'); break;
     case 'error':
-      if (f.code === 'TOO_MANY_CONNECTIONS' || f.code === 'SERVER_BUSY') setStatus(describe(f));
+      if (f.code === 'LOGGED_OUT') signedOut(f.message || 'You were logged out.');
+      else if (f.code === 'TOO_MANY_CONNECTIONS' || f.code === 'SERVER_BUSY') setStatus(describe(f));
       else if (f.code !== 'SERVER_SHUTTING_DOWN') chatStatus(describe(f));
       break;
   }
@@ -295,15 +312,58 @@ function chatStatus(text) {
 function banner(text) { $('banner').textContent = text; $('banner').hidden = !text; }
 
 function autoLogin() {
-  if (app.loggedIn) return;
+  if (app.loggedIn || !link.connected) return;
   const token = store.token, user = store.user;
   if (token && user) {
     login({ username: user, token, since: app.resuming ? app.newest : undefined }, true);
   } else if (app.resuming && app.guest && app.me) {
     login({ guestName: app.me }, true);
   } else {
+    banner('');
     showSignin();
   }
+}
+
+// Tells the server to forget the tokens given up while offline, before any login; each leaves
+// the list once answered ok (a dropped connection leaves the rest for the next one).
+async function revokePending() {
+  for (const token of store.revokes) {
+    try {
+      await link.request({ type: 'revoke', token });
+      store.revokes = store.revokes.filter((t) => t !== token);
+    } catch (error) {
+      if (error.code === 'DISCONNECTED') return;
+    }
+  }
+}
+
+// Counts whole seconds down: tick(n) now and each second while n > 0, then done(). Returns a
+// function that cancels it.
+function countdown(seconds, tick, done) {
+  let left = seconds;
+  tick(left);
+  const timer = setInterval(() => {
+    left -= 1;
+    if (left > 0) tick(left); else { clearInterval(timer); done(); }
+  }, 1000);
+  return () => clearInterval(timer);
+}
+
+// How long to wait after RATE_LIMITED: the server's retryAfter when it says, else doubling from
+// 1 s; at most a minute.
+function retryDelay(error) {
+  app.backoff = Math.min(Math.max(app.backoff * 2, 1), 60);
+  const wait = typeof error.retryAfter === 'number' && error.retryAfter > 0 ? error.retryAfter : app.backoff;
+  return Math.max(1, Math.min(Math.ceil(wait), 60));
+}
+
+// RATE_LIMITED on something the user typed: the wait is shown and the buttons are off meanwhile.
+function holdOff(error, buttons, show) {
+  for (const b of buttons) b.disabled = true;
+  return countdown(retryDelay(error), (n) => show(`Too many attempts: try again in ${n} s.`), () => {
+    for (const b of buttons) b.disabled = false;
+    show('You can try again now.');
+  });
 }
 
 async function login(credentials, automatic) {
@@ -318,6 +378,8 @@ async function login(credentials, automatic) {
     app.replaying = frame.type === 'login';
     app.freshReplay = !app.resuming;
     const welcome = await link.request(frame);
+    stopWaiting();
+    app.backoff = 0;
     app.me = learn(welcome.username);
     app.guest = welcome.guest === true;
     app.loggedIn = true;
@@ -330,11 +392,76 @@ async function login(credentials, automatic) {
   } catch (error) {
     app.replaying = false;
     if (error.code === 'DISCONNECTED') return;
+    if (error.code === 'RATE_LIMITED') { rateLimited(error, automatic); return; }
     if (automatic && error.code === 'INVALID_CREDENTIALS') store.clear();
     if (automatic && error.code !== 'INVALID_CREDENTIALS') { banner(describe(error)); return; }
     showSignin();
     setStatus(describe(error));
   }
+}
+
+// Automatic logins try again by themselves after the wait; a typed password waits for the user.
+function rateLimited(error, automatic) {
+  if (automatic) {
+    if (app.retry) app.retry();
+    app.retry = countdown(retryDelay(error), (n) => banner(`Too many attempts; retrying in ${n} s`), () => {
+      app.retry = null;
+      banner('');
+      autoLogin();
+    });
+  } else {
+    showSignin();
+    if (app.hold) app.hold();
+    app.hold = holdOff(error, [$('login'), $('register')], setStatus);
+  }
+}
+
+function stopWaiting() {
+  if (app.retry) { app.retry(); app.retry = null; }
+  if (app.hold) { app.hold(); app.hold = null; }
+  for (const b of [$('login'), $('register')]) b.disabled = false;
+}
+
+// Forgets who was logged in on this page, ready for the sign-in form.
+function resetState() {
+  stopWaiting();
+  Object.assign(app, { me: null, guest: false, loggedIn: false, resuming: false, replaying: false, freshReplay: false,
+    newest: 0, acked: 0, onlineCount: 0, everyone: true, backoff: 0 });
+  for (const collection of [app.convs, app.online, app.groupInfo, app.followed]) collection.clear();
+  $('chat').classList.remove('show-sidebar', 'show-people');
+  closeAccount();
+}
+
+// The server ended this session (LOGGED_OUT: the password changed, "log out everywhere", or
+// ended from another session) and revoked its token: back to the sign-in form, with the reason,
+// and no automatic login with that token when the connection comes back.
+function signedOut(text) {
+  store.forgetToken();
+  resetState();
+  banner('');
+  showSignin();
+  setStatus(text);
+}
+
+// "Log out": the token goes on the pending-revoke list first, and leaves it once the server has
+// ended the session (which forgets the token). Offline, or if the connection drops on the way, it
+// stays there for the next connection (see revokePending), so that the server never keeps
+// honouring a token that nobody holds any more.
+async function logOut() {
+  const token = store.token;
+  store.clear();
+  if (token) store.revokes = [...store.revokes, token];
+  if (app.loggedIn) {
+    try {
+      await link.request({ type: 'logout' });
+      store.revokes = store.revokes.filter((t) => t !== token);
+    } catch { /* revoked at the next connection */ }
+  }
+  if (link.connected) { location.reload(); return; }
+  // Offline: the page cannot be loaded again from the server, so it starts over here.
+  resetState();
+  showSignin();
+  banner('Offline: reconnecting…');
 }
 
 function showSignin() {
@@ -373,7 +500,7 @@ function enterChat() {
   $('chat').hidden = false;
   $('password').value = '';
   $('me').textContent = app.me + (app.guest ? ' (guest)' : '');
-  for (const id of ['browse-groups', 'new-group-form']) $(id).hidden = app.guest;
+  for (const id of ['browse-groups', 'new-group-form', 'account-open']) $(id).hidden = app.guest;
   conv('room:general');
   if (!app.guest) loadMyGroups();
   if (!app.convs.has(app.openKey)) app.openKey = 'room:general';
@@ -666,6 +793,108 @@ async function browseGroups() {
   $('chat').classList.add('show-people');
 }
 
+// ---------------------------------------------------------------- the account
+
+function accountStatus(id, text, ok) {
+  $(id).textContent = text;
+  $(id).classList.toggle('ok', ok === true);
+}
+
+function openAccount() {
+  $('chat').classList.remove('show-sidebar');
+  $('account-user').value = app.me || '';
+  accountStatus('password-status', '');
+  $('sessions-list').replaceChildren();
+  $('account').showModal();
+  loadSessions();
+}
+
+function closeAccount() {
+  if ($('account').open) $('account').close();
+  for (const id of ['current-password', 'new-password', 'confirm-password']) $(id).value = '';
+}
+
+async function loadSessions() {
+  accountStatus('sessions-status', '');
+  let reply;
+  try {
+    reply = await link.request({ type: 'sessions' });
+  } catch (error) {
+    accountStatus('sessions-status', error.code === 'DISCONNECTED' ? 'Offline: the list comes back once reconnected.' : describe(error));
+    return;
+  }
+  const sessions = [...reply.sessions].sort((a, b) => (b.current === true) - (a.current === true) || a.since.localeCompare(b.since));
+  $('sessions-list').replaceChildren(...sessions.map(sessionItem));
+}
+
+function sessionItem(s) {
+  const li = el('li', s.current ? 'current' : '');
+  li.dataset.session = s.session;
+  li.append(el('span', 'where', `${s.transport} · ${s.address}`));
+  const since = el('time', 'muted', 'since ' + formatTime(s.since));
+  since.dateTime = s.since;
+  li.append(since);
+  if (s.current) {
+    li.append(el('span', 'tag', 'this device'));
+  } else {
+    const end = el('button', 'end', 'End');
+    end.setAttribute('aria-label', `End the ${s.transport} session from ${s.address}`);
+    end.addEventListener('click', async () => {
+      end.disabled = true;
+      try {
+        await link.request({ type: 'end_session', session: s.session });
+        li.remove();
+        accountStatus('sessions-status', 'Session ended.', true);
+      } catch (error) {
+        end.disabled = false;
+        if (error.code === 'BAD_REQUEST') { accountStatus('sessions-status', 'That session had already ended.'); loadSessions(); }
+        else accountStatus('sessions-status', error.code === 'DISCONNECTED' ? 'You are offline: try again once reconnected.' : describe(error));
+      }
+    });
+    li.append(end);
+  }
+  return li;
+}
+
+async function changePassword() {
+  const current = $('current-password').value, password = $('new-password').value;
+  const say = (text, ok) => accountStatus('password-status', text, ok);
+  if (!current || !password) { say('Enter your current password and a new one.'); return; }
+  if (password !== $('confirm-password').value) { say('The two new passwords differ.'); return; }
+  say('');
+  try {
+    await link.request({ type: 'change_password', current, password });
+  } catch (error) {
+    if (error.code === 'RATE_LIMITED') { holdOff(error, [$('change-password')], say); return; }
+    say(error.code === 'INVALID_CREDENTIALS' ? 'The current password is wrong.'
+      : error.code === 'DISCONNECTED' ? 'You are offline: try again once reconnected.' : describe(error));
+    return;
+  }
+  for (const id of ['current-password', 'new-password', 'confirm-password']) $(id).value = '';
+  say('Password changed. Your other sessions are logged out.', true);
+  loadSessions();
+}
+
+async function logOutEverywhere() {
+  try {
+    await link.request({ type: 'logout', everywhere: true });
+  } catch (error) {
+    accountStatus('sessions-status', error.code === 'DISCONNECTED' ? 'You are offline: try again once reconnected.' : describe(error));
+    return;
+  }
+  store.clear();
+  location.reload();
+}
+
+function accountHandlers() {
+  $('account-open').addEventListener('click', openAccount);
+  $('account-close').addEventListener('click', closeAccount);
+  $('account').addEventListener('close', closeAccount);
+  $('password-form').addEventListener('submit', (e) => { e.preventDefault(); changePassword(); });
+  $('refresh-sessions').addEventListener('click', loadSessions);
+  $('logout-everywhere').addEventListener('click', logOutEverywhere);
+}
+
 // ---------------------------------------------------------------- wiring
 
 function chatHandlers() {
@@ -741,11 +970,7 @@ function chatHandlers() {
   $('browse-groups').addEventListener('click', browseGroups);
   $('show-members').addEventListener('click', () => { $('chat').classList.toggle('show-people'); loadMembers(); });
   $('toggle-sidebar').addEventListener('click', () => $('chat').classList.toggle('show-sidebar'));
-  $('logout').addEventListener('click', async () => {
-    store.clear();
-    try { await link.request({ type: 'logout' }); } catch { /* closing anyway */ }
-    location.reload();
-  });
+  $('logout').addEventListener('click', logOut);
   document.addEventListener('keydown', (e) => {
     if (!app.loggedIn) return;
     if (e.altKey && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
@@ -769,12 +994,14 @@ function onState(state) {
     const was = app.loggedIn;
     app.loggedIn = false;
     app.followed.clear();
-    if (was) banner('Offline: reconnecting…');
+    if (was || app.retry) banner('Offline: reconnecting…');
+    if (app.retry) { app.retry(); app.retry = null; } // the next connection's hello logs in
   }
 }
 
 signinHandlers();
 chatHandlers();
+accountHandlers();
 link = new Link(onFrame, onState);
 window.parley = { app, link }; // for tests and the curious
 link.open();
