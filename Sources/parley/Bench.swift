@@ -399,6 +399,18 @@ func cpuSeconds(path: String) -> Double? {
 }
 
 /// Lifts the open-file limit to its hard maximum (thousands of sockets).
+/// The soft limit on open files (0 when unknown).
+func openFileLimit() -> Int {
+    var limit = rlimit()
+    #if os(Linux)
+    let resource = Int32(RLIMIT_NOFILE.rawValue)
+    #else
+    let resource = RLIMIT_NOFILE
+    #endif
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != RLIM_INFINITY else { return 0 }
+    return Int(clamping: limit.rlim_cur)
+}
+
 func raiseFileLimit() {
     var limit = rlimit()
     #if os(Linux)

@@ -111,8 +111,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         limitMallocArenas()
-        let configuration = try configuration()
+        var configuration = try configuration()
         raiseFileLimit()
+        let descriptors = openFileLimit()
         let env = ProcessInfo.processInfo.environment
         let level = Logger.Level(rawValue: logLevel ?? env["PARLEY_LOG_LEVEL"] ?? "info") ?? .info
         LoggingSystem.bootstrap { label in
@@ -122,6 +123,18 @@ struct Serve: AsyncParsableCommand {
             return EscapingLogHandler(handler)
         }
         let logger = Logger(label: "parley")
+        // Every connection is a file descriptor: keep the cap below what the process may open, with
+        // headroom for the database, the listeners and the log, so that a connection over it is
+        // still accepted and told why instead of waiting unaccepted.
+        // (0, no limit, is taken at its word: past the descriptors, accepting pauses.)
+        let headroom = 64
+        if descriptors > 0, configuration.maxConnections > descriptors - headroom {
+            let capped = max(descriptors - headroom, 16)
+            logger.warning("the file-descriptor limit is low: lowering the connection limit to stay below it", metadata: [
+                "descriptors": "\(descriptors)", "max-connections": "\(capped)", "configured": "\(configuration.maxConnections)",
+            ])
+            configuration.maxConnections = capped
+        }
         let server = try ParleyServer(configuration: configuration, logger: logger)
         let port = try await server.start()
         Console.line("parley \(configuration.serverName) listening on \(configuration.host):\(port) (native protocol); data in \(configuration.dataDirectory)")

@@ -5,7 +5,7 @@ import Testing
 struct TextWidthTests {
     @Test("wide and full-width characters and emoji take 2 columns, also those outside the common blocks",
           arguments: [
-              ("\u{1F210}", 2), ("\u{1F23B}", 2), ("\u{A960}", 2), ("\u{A97C}", 2), ("\u{16FE0}", 2), ("\u{16FE4}", 2),
+              ("\u{1F210}", 2), ("\u{1F23B}", 2), ("\u{A960}", 2), ("\u{A97C}", 2), ("\u{16FE0}", 2), ("\u{16FE3}", 2),
               ("\u{3000}", 2), ("\u{4E00}", 2), ("\u{FF21}", 2), ("\u{AC00}", 2), ("\u{20000}", 2), ("\u{1F600}", 2),
               ("\u{231A}", 2), ("\u{1F1E6}\u{1F1EB}", 2),
           ] as [(String, Int)])

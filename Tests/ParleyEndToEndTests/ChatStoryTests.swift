@@ -140,7 +140,9 @@ struct ChatStoryTests {
         try await carol.request(.group(.leave(group: "devs")))
         #expect(try await alice.groupEvent("left", in: "Devs").username == "Carol")
         #expect(try await alice.groupEvent("owner", in: "Devs").username == "Alice")
-        #expect(try await carol.request(.groups()).groups?.first?.owner == "Alice")
+        #expect(try await alice.request(.groups()).groups?.first?.owner == "Alice")
+        // An invite-only group is listed to its members only: carol, gone, no longer sees it.
+        #expect(try await carol.request(.groups()).groups == [])
 
         // The last member leaving deletes the group; an owner can delete one outright.
         try await alice.request(.group(.leave(group: "devs")))

@@ -54,7 +54,7 @@ struct ProcessTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let errors = Pipe()
         let (process, port, _) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors,
-                                                   environment: ["PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "0"])
+                                                   environment: ["PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "0", "PARLEY_MAX_CONNECTIONS": "0"])
         defer { if process.isRunning { process.terminate() } }
         let pid = process.processIdentifier
         // 150 connections: the kernel completes them all (the listen backlog), the server can
@@ -210,5 +210,43 @@ struct ProcessTests {
         #expect(try store.account("alice")?.readPosition == 100)
         store.close()
         await client.close()
+    }
+
+    @Test("under a low file-descriptor limit the connection cap stays below it: idle HTTP connections cannot starve native clients of an answer",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/prlimit")))
+    func connectionCapBelowDescriptors() async throws {
+        let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let errors = Pipe()
+        let (process, port, http) = try await Self.serve(directory: directory, fileLimit: 256, errors: errors,
+                                                      environment: ["PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "0"])
+        defer { if process.isRunning { process.terminate() } }
+        // 300 idle HTTP connections: more than the process could hold.
+        var held: [Int32] = []
+        for _ in 0..<300 { held.append(try Self.rawConnect(port: http)) }
+        defer { for fd in held { close(fd) } }
+        // Every native client gets an answer: a hello or TOO_MANY_CONNECTIONS, never silence.
+        for _ in 0..<5 {
+            do {
+                let client = try await ParleyClient.connect(host: "127.0.0.1", port: port, timeout: 10, group: MultiThreadedEventLoopGroup.singleton)
+                await client.close()
+            } catch let error as ParleyError {
+                #expect(error.code == .tooManyConnections)
+            }
+        }
+        for fd in held { close(fd) }
+        held = []
+        try await eventually("a native client to be served once the HTTP connections are gone", timeout: 20) {
+            guard let client = try? await ParleyClient.connect(host: "127.0.0.1", port: port, timeout: 5, group: MultiThreadedEventLoopGroup.singleton) else { return false }
+            await client.close()
+            return true
+        }
+        process.terminate()
+        let log = try await onOwnThread { () -> String in
+            process.waitUntilExit()
+            return String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        }
+        #expect(log.contains("file-descriptor limit is low"), "\(log)")
+        #expect(!log.contains("cannot accept connections"))
     }
 }
