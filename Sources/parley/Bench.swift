@@ -407,7 +407,7 @@ func openFileLimit() -> Int {
     #else
     let resource = RLIMIT_NOFILE
     #endif
-    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != RLIM_INFINITY else { return 0 }
+    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return 0 }
     return Int(clamping: limit.rlim_cur)
 }
 
