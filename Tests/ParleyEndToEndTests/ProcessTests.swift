@@ -93,7 +93,8 @@ struct ProcessTests {
         let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let errors = Pipe()
-        let (process, _, http) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors)
+        let (process, _, http) = try await Self.serve(directory: directory, fileLimit: 96, errors: errors,
+                                                    environment: ["PARLEY_MAX_CONNECTIONS_PER_ADDRESS": "0", "PARLEY_MAX_CONNECTIONS": "0"])
         defer { if process.isRunning { process.terminate() } }
         var sockets: [Int32] = []
         for _ in 0..<150 { sockets.append(try Self.rawConnect(port: http)) }
