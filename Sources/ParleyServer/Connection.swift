@@ -13,6 +13,12 @@ protocol ConnectionSink: SessionSink {
     func setReadingForRequests(_ reading: Bool)
     /// Native frames (as `ServerFrame.frame` makes them) in this sink's ``SessionSink/format``.
     func wire(_ native: ByteBuffer) -> ByteBuffer
+    /// Whether requests already received must wait: the client is not reading what it is sent,
+    /// or too many of its requests await answers. Reading is paused meanwhile too, but a read
+    /// may have brought many requests at once.
+    var holdsRequests: Bool { get }
+    /// Called (on the loop) when ``holdsRequests`` turns false. Set once, at start.
+    func onRelease(_ body: @escaping () -> Void)
 }
 
 /// One client connection speaking the native protocol's requests, whatever carries them (length-
@@ -37,6 +43,14 @@ final class Connection {
     /// The last history read of this connection: reads run one after another, so one
     /// connection occupies at most one reader thread however many it pipelines.
     private var lastRead: EventLoopFuture<Void>?
+    /// Requests received while the sink holds requests (see ``ConnectionSink/holdsRequests``),
+    /// in order: a client that does not read its replies gets no more answers queued for it,
+    /// whatever it sent in one read.
+    private var held = CircularBuffer<ByteBuffer>()
+    /// A history read is under way: later requests wait for it (one history page, at most a
+    /// frame, is in flight per connection, so a client that never reads cannot have many).
+    private var historyInFlight = false
+    private var mustHold: Bool { historyInFlight || sink.holdsRequests }
 
     init(hub: Hub, logger: Logger) {
         self.hub = hub
@@ -60,17 +74,34 @@ final class Connection {
         self.sink = sink
         self.channel = sink.channel
         self.address = address
+        sink.onRelease { [weak self] in self?.release() }
         perform(machine.connected(), id: nil)
     }
 
     /// The connection has closed.
     func closed() {
+        held.removeAll()
         loginTimer?.cancel()
         perform(machine.closed(), id: nil)
     }
 
     /// One whole request (the JSON document, without framing).
     func received(_ request: ByteBuffer) {
+        if !held.isEmpty || mustHold {
+            held.append(request)
+            return
+        }
+        handle(request)
+    }
+
+    /// The sink no longer holds requests: handles those held, in order, until it holds them again.
+    private func release() {
+        while !held.isEmpty, !mustHold, machine.state != .closing, machine.state != .closed {
+            handle(held.removeFirst())
+        }
+    }
+
+    private func handle(_ request: ByteBuffer) {
         switch RequestParser.parse(request) {
         case .failure(let failure):
             logger.debug("bad request", metadata: ["error": "\(failure.error.debugDescription)"])
@@ -186,11 +217,19 @@ final class Connection {
             reply(.ok(id: id))
         case .logout:
             if let tokenHash { hub.forgetToken(hash: tokenHash) }
-            if case .logout(everywhere: true)? = request, let session { hub.logoutEverywhere(session) }
             let channel = self.channel!
-            let written = channel.eventLoop.makePromise(of: Void.self)
-            sink.write(sink.wire(ServerFrame.ok(id: id).frame(allocator: channel.allocator)), flush: true, written: written)
-            written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            let sink = self.sink!
+            // Everywhere: `ok` once every token is gone (no token login can follow it).
+            let done = if case .logout(everywhere: true)? = request, let session {
+                hub.logoutEverywhere(session)
+            } else {
+                channel.eventLoop.makeSucceededVoidFuture()
+            }
+            done.whenComplete { _ in
+                let written = channel.eventLoop.makePromise(of: Void.self)
+                sink.write(sink.wire(ServerFrame.ok(id: id).frame(allocator: channel.allocator)), flush: true, written: written)
+                written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            }
         case .pauseReading:
             sink.setReadingForRequests(false)
         case .resumeReading:
@@ -237,7 +276,14 @@ final class Connection {
                     hub.history(target, before: before, limit: limit, for: session)
                 }
                 lastRead = read.map { _ in }.recover { _ in }
+                historyInFlight = true
                 answer(read, id: id) { .history($0, id: id) }
+                // After the answer is written: the requests that waited for it go on.
+                let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+                read.whenComplete { _ in
+                    this.value.historyInFlight = false
+                    this.value.release()
+                }
             case .who(let after, let limit):
                 reply(.online(try hub.who(after: after, limit: limit), id: id))
             case .follow(let users):

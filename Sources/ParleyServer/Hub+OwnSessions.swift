@@ -22,19 +22,22 @@ extension Hub {
     func endSession(_ id: Int, for session: Session) throws(ParleyError) {
         let target = state.withLock { $0.users[session.identity.key]?.sessions.first { $0.id == id } }
         guard let target else { throw ParleyError(.badRequest, "you have no session \(id)") }
-        if let hash = target.tokenHash { forgetToken(hash: hash) }
+        // Its token is revoked, unless the asking session holds the same one (two tabs of one
+        // browser share it): ending the other tab must not log this one out.
+        if let hash = target.tokenHash, hash != session.tokenHash { forgetToken(hash: hash) }
         session.logger.info("session ended by its user", metadata: ["ended": "\(id)"])
         close(target, ParleyError(.loggedOut, "this session was ended from another of your sessions"))
     }
 
     /// Revokes every login token of `session`'s account and closes its other sessions (the
-    /// caller closes its own after answering).
-    func logoutEverywhere(_ session: Session) {
-        guard let account = session.identity.account else { return }
+    /// caller closes its own after answering). The future completes once the tokens are gone.
+    func logoutEverywhere(_ session: Session) -> EventLoopFuture<Void> {
+        guard let account = session.identity.account else { return session.loop.makeSucceededVoidFuture() }
         let storage = self.storage
-        threadPool.submit { _ in try? storage.deleteTokens(user: account.key, except: nil) }
         closeOthers(of: session, ParleyError(.loggedOut, "you logged out everywhere"))
         session.logger.info("logged out everywhere")
+        return offload(on: session.loop) { try storage.deleteTokens(user: account.key, except: nil) }
+            .recover { _ in }
     }
 
     /// Changes the password of `session`'s account: the current one must be right (throttled as

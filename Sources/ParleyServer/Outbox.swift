@@ -25,6 +25,9 @@ struct Outbox {
     static let waterMark = WriteBufferWaterMark(low: 4 * 1024, high: 8 * 1024)
     /// Reading pauses while more than this is queued here and the channel is not writable.
     static let pauseAbove = 16 * 1024
+    /// Replies gathered during one read before the read's further requests wait for them to be
+    /// handed to NIO.
+    static let readBatchLimit = 64 * 1024
 
     private(set) var queued: ByteBuffer?
     private var promises: [EventLoopPromise<Void>] = []

@@ -109,11 +109,13 @@ public final class ParleyServer: Service, Sendable {
         let id = ObjectIdentifier(channel)
         let address = channel.remoteAddress?.ipAddress ?? "?"
         let (total, perAddress) = (configuration.maxConnections, configuration.maxConnectionsPerAddress)
+        let trusted = configuration.trustedProxies
         let refusal = connections.withLock { c -> ParleyError? in
             if total > 0, c.open.count >= total {
                 return ParleyError(.tooManyConnections, "the server has too many connections (\(total)); try again later")
             }
-            if perAddress > 0, c.perAddress[address, default: 0] >= perAddress {
+            // A trusted proxy carries many clients; it is held to the total cap only.
+            if perAddress > 0, !trusted.contains(address), c.perAddress[address, default: 0] >= perAddress {
                 return ParleyError(.tooManyConnections, "too many connections from your address (\(perAddress))")
             }
             c.open[id] = (channel, listener)

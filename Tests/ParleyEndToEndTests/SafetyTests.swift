@@ -30,7 +30,7 @@ struct SafetyTests {
 
     /// Not under ThreadSanitizer (scripts/test sets TSAN_OPTIONS for that pass): its shadow memory
     /// multiplies every allocation, so resident memory says nothing about ours.
-    @Test("a client that sends small requests and never reads costs the server at most 512 KB, before and after login, native and WebSocket",
+    @Test("a client that sends requests and never reads costs the server at most 512 KB, before and after login, native and WebSocket, small replies or large",
           .enabled(if: ProcessInfo.processInfo.environment["TSAN_OPTIONS"] == nil))
     func neverReadingClientsAreCheap() async throws {
         let directory = NSTemporaryDirectory() + "parley-process-" + UUID().uuidString
@@ -40,7 +40,14 @@ struct SafetyTests {
         let (process, port, http) = try await ProcessTests.serve(directory: directory, environment: ["PARLEY_LOGIN_TIMEOUT": "600", "PARLEY_IDLE_TIMEOUT": "600"])
         defer { if process.isRunning { process.terminate() } }
         let pid = process.processIdentifier
+        // Large replies: 60 messages of 3,900 characters make a history page of 64 KB.
+        let poster = try await ParleyClient.connect(host: "127.0.0.1", port: port, group: MultiThreadedEventLoopGroup.singleton)
+        try await poster.register("poster", password: TestServer.password)
+        try await poster.login("poster", password: TestServer.password)
+        for i in 0..<60 { _ = try await poster.send(String(repeating: "\(i % 10)", count: 3900)) }
+        await poster.close()
         let count = 24
+        let historians = 6
         let report = try await onOwnThread { () throws -> (base: Int, peak: Int, closed: Int, sent: Int) in
             // Warm up: every path the flood takes has run once, so what grows is per connection.
             let warm = try RawSocket(port: port)
@@ -66,6 +73,16 @@ struct SafetyTests {
                 }
                 webPings.append(s)
             }
+            var historySockets: [RawSocket] = []
+            for i in 0..<historians {
+                let s = try RawSocket(port: port, receiveBuffer: 4096)
+                try s.read(until: "hello")
+                try s.write(BadInputTests.framed(#"{"type":"register","username":"reader\#(i)","password":"\#(TestServer.password)"}"#))
+                try s.read(until: "registered")
+                try s.write(BadInputTests.framed(#"{"type":"login","username":"reader\#(i)","password":"\#(TestServer.password)","since":1000000}"#))
+                try s.read(until: "replay_end")
+                historySockets.append(s)
+            }
             sockets = nativePings + webPings
             let base = ProcessMemory.resident(pid)
             ProcessMemory.resetPeak(pid)
@@ -79,12 +96,16 @@ struct SafetyTests {
             let (sentWeb, closedWeb) = RawSocket.flood(Array(sockets.suffix(count / 2)), pattern: webPattern) {
                 peak = max(peak, ProcessMemory.resident(pid))
             }
+            let historyPattern = Array((0..<16).map { _ in BadInputTests.framed(#"{"type":"history","id":2,"room":"general","limit":200}"#) }.joined())
+            let (sentHistory, closedHistory) = RawSocket.flood(historySockets, pattern: historyPattern) {
+                peak = max(peak, ProcessMemory.resident(pid))
+            }
             peak = max(peak, ProcessMemory.peak(pid), ProcessMemory.resident(pid))
-            withExtendedLifetime(sockets) {}
-            return (base, peak, closedNative + closedWeb, sentNative + sentWeb)
+            withExtendedLifetime(sockets + historySockets) {}
+            return (base, peak, closedNative + closedWeb + closedHistory, sentNative + sentWeb + sentHistory)
         }
-        let perConnection = (report.peak - report.base) / count
-        print("never-reading clients: \(count) connections, \(report.sent) bytes sent, \(report.closed) closed, server grew \((report.peak - report.base) / 1024) KB, \(perConnection / 1024) KB per connection")
+        let perConnection = (report.peak - report.base) / (count + historians)
+        print("never-reading clients: \(count + historians) connections, \(report.sent) bytes sent, \(report.closed) closed, server grew \((report.peak - report.base) / 1024) KB, \(perConnection / 1024) KB per connection")
         #expect(perConnection <= 512 * 1024, "each client that never reads cost the server \(perConnection / 1024) KB")
         // Nobody was cut off for not reading: the server simply stopped reading them.
         #expect(report.closed == 0)
@@ -212,6 +233,14 @@ struct SafetyTests {
             #expect(ours.status == 101, "\(host)")
             await ours.close()
         }
+        // An address literal is ours only when the request was sent to that address.
+        let foreignAddress = try await RawWebSocket.connect(port: http, origin: "http://203.0.113.9", host: "127.0.0.1:\(http)")
+        #expect(foreignAddress.status == 400)
+        let sameAddress = try await RawWebSocket.connect(port: http, origin: "http://192.0.2.7:\(http)", host: "192.0.2.7:\(http)")
+        #expect(sameAddress.status == 101)
+        let loopbackPage = try await RawWebSocket.connect(port: http, origin: "http://localhost:3000", host: "203.0.113.9:\(http)")
+        #expect(loopbackPage.status == 400, "a loopback page may not reach the server through another address")
+        for socket in [foreignAddress, sameAddress, loopbackPage] { await socket.close() }
         await s.stop()
         // A configured public name is ours too.
         let (named, port) = try await WebSocketTests.start { $0.publicNames = ["chat.example.org"] }
@@ -289,6 +318,29 @@ struct SafetyTests {
         await expectError(.invalidCredentials) { try await d.login("dave", token: tokenB) }
         for client in [c, d, other] { await client.close() }
         await web.close()
+        await s.stop()
+    }
+
+    @Test("ending another session that shares this session's token (two tabs of one browser) leaves the token working")
+    func endSessionSharingToken() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        let setup = try await s.connect()
+        try await setup.register("gil", password: TestServer.password)
+        let token = try #require(try await setup.login("gil", password: TestServer.password, remember: true).token)
+        await setup.close()
+        let tab1 = try await s.connect()
+        _ = try await tab1.login("gil", token: token)
+        _ = try await tab1.replay()
+        let tab2 = try await s.connect()
+        _ = try await tab2.login("gil", token: token)
+        _ = try await tab2.replay()
+        let other = try #require(try await tab1.request(.sessions).sessions?.first { !$0.current })
+        #expect(try await tab1.request(.endSession(other.session)).type == "ok")
+        try await tab2.waitForClose()
+        let again = try await s.connect()
+        #expect(try await again.login("gil", token: token).username == "gil")
+        for c in [tab1, again] { await c.close() }
         await s.stop()
     }
 

@@ -2,6 +2,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import ParleyCore
+import ParleyWire
 
 /// Wraps an HTTP child channel so that a connection must deliver its first request's head within
 /// `limit` (the frame timeout) or be closed: a client that connects and says nothing, or trickles
@@ -42,13 +43,10 @@ struct RequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
 /// Thread safety: a `ChannelHandler`; used on its channel's loop only.
 final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    static let maxHead = 32 * 1024
+    static let maxHead = HTTPHeadScanner.maxHead
     let limit: TimeAmount
     private var timer: Scheduled<Void>?
-    /// The first bytes (to check the method) and the last three (an empty line may straddle reads).
-    private var start: [UInt8] = []
-    private var last: [UInt8] = []
-    private var seen = 0
+    private var scanner = HTTPHeadScanner()
     private var refused = false
 
     init(limit: TimeAmount) { self.limit = limit }
@@ -64,38 +62,16 @@ final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
-        let bytes = unwrapInboundIn(data).readableBytesView
-        if start.count < 16 {
-            start += bytes.prefix(16 - start.count)
-            if !Self.mayStartRequest(start) { return refuse(context, "400 Bad Request") }
-        }
-        // Where the head ends (its empty line), counted from the connection's first byte.
-        let window = last + bytes.prefix(3)
-        var end: Int? = nil
-        if let range = window.firstRange(of: [13, 10, 13, 10]) {
-            end = seen + range.upperBound - last.count
-        } else if let range = bytes.firstRange(of: [13, 10, 13, 10]) {
-            end = seen + range.upperBound - bytes.startIndex
-        }
-        let found = end != nil
-        last = Array((last + bytes.suffix(3)).suffix(3))
-        seen += bytes.count
-        // Over the limit whether the head arrived in pieces or in one segment.
-        if (end ?? seen) > Self.maxHead { return refuse(context, "431 Request Header Fields Too Large") }
-        context.fireChannelRead(data)
-        if found {
+        switch scanner.feed(unwrapInboundIn(data).readableBytesView) {
+        case .refuse(let status):
+            refuse(context, status)
+        case .more:
+            context.fireChannelRead(data)
+        case .complete:
+            context.fireChannelRead(data)
             timer?.cancel()
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
-    }
-
-    /// Whether `bytes` can begin a request line: an upper-case method of up to 10 letters, then a space.
-    static func mayStartRequest(_ bytes: [UInt8]) -> Bool {
-        for (index, byte) in bytes.enumerated() {
-            if byte == UInt8(ascii: " ") { return index > 0 }
-            if !(UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) || index >= 10 { return false }
-        }
-        return true
     }
 
     private func refuse(_ context: ChannelHandlerContext, _ status: String) {

@@ -54,7 +54,7 @@ struct WebListener: Listener {
         let names = Self.ownNames(configuration)
         router.get("/ws") { request, _ -> Response in
             // Reached only when the upgrade was declined: say why.
-            if !Self.originAllowed(request.headers, allowed: allowed, names: names) {
+            if !Self.originAllowed(request.headers, authority: request.head.authority, allowed: allowed, names: names) {
                 return Self.text(.forbidden, "this page's origin may not open a WebSocket here\n")
             }
             return Self.text(.badRequest, "/ws is a WebSocket endpoint: connect with a WebSocket client\n")
@@ -75,7 +75,7 @@ struct WebListener: Listener {
             RequestDeadlineChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: webSocket) {
                 head, channel, _ -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard head.path == "/ws" || head.path?.hasPrefix("/ws?") == true,
-                      Self.originAllowed(head.headerFields, allowed: allowed, names: names) else { return .dontUpgrade }
+                      Self.originAllowed(head.headerFields, authority: head.authority, allowed: allowed, names: names) else { return .dontUpgrade }
                 let address = Self.clientAddress(channel: channel, headers: head.headerFields, trusted: configuration.trustedProxies)
                 return .upgrade([:]) { inbound, _, _ in
                     await Self.serve(inbound: inbound, channel: channel, address: address, hub: hub,
@@ -103,6 +103,8 @@ struct WebListener: Listener {
 
     /// Messages of one connection handed to its loop and not yet known to be handled.
     static let maxAhead = 64
+    /// ...and at most this many bytes of them.
+    static let maxAheadBytes = 64 * 1024
 
     /// One WebSocket connection, from the upgrade to its close.
     private static func serve(inbound: WebSocketInboundStream, channel: any Channel, address: String, hub: Hub, runtime: Runtime,
@@ -143,18 +145,18 @@ struct WebListener: Listener {
             try? await channel.closeFuture.get()
             return
         }
-        var message = channel.allocator.buffer(capacity: 0)
-        var kind: WebSocketDataFrame.Opcode = .text
+        var assembler = WebSocketMessageAssembler(maxMessageSize: limits.maxFrameSize)
         var ahead = 0
+        var aheadBytes = 0
         do {
             for try await frame in inbound {
-                if frame.opcode != .continuation {
-                    kind = frame.opcode
-                    message.clear()
+                let opcode: UInt8 = switch frame.opcode {
+                case .continuation: 0
+                case .text: 1
+                case .binary: 2
                 }
-                if kind == .text { message.writeImmutableBuffer(frame.data) }
-                if message.readableBytes > limits.maxFrameSize {
-                    let size = message.readableBytes
+                let outcome = assembler.receive(opcode: opcode, fin: frame.fin, payload: frame.data)
+                if case .tooLarge(let size) = outcome {
                     try await channel.eventLoop.submit {
                         bound.value.framingFailed(ParleyError(.frameTooLarge, "a message of \(size) bytes or more is over the limit of \(limits.maxFrameSize) bytes"))
                     }.get()
@@ -163,16 +165,14 @@ struct WebListener: Listener {
                     try? await channel.closeFuture.get()
                     return
                 }
-                guard frame.fin else { continue }
-                let (request, opcode) = (message, kind)
-                message = channel.allocator.buffer(capacity: 0)
+                if case .incomplete = outcome { continue }
                 let deliver = { @Sendable in
                     let connection = bound.value
-                    switch opcode {
-                    case .text where request.readableBytes == 0:
-                        connection.rejected(ParleyError(.emptyFrame, "a message must not be empty"))
-                    case .text:
+                    switch outcome {
+                    case .text(let request):
                         connection.received(request)
+                    case .empty:
+                        connection.rejected(ParleyError(.emptyFrame, "a message must not be empty"))
                     default:
                         connection.rejected(ParleyError(.badRequest, "send requests as WebSocket text messages, not binary"))
                     }
@@ -182,11 +182,13 @@ struct WebListener: Listener {
                 // frames from one read are), which keeps the hub's batches large. At most
                 // `maxAhead` wait on the loop; a pause (asked on the loop) is seen at once.
                 ahead += 1
-                if ahead < Self.maxAhead && !sink.pauseRequested {
+                if case .text(let request) = outcome { aheadBytes += request.readableBytes }
+                if ahead < Self.maxAhead && aheadBytes < Self.maxAheadBytes && !sink.pauseRequested {
                     channel.eventLoop.execute(deliver)
                 } else {
                     try await channel.eventLoop.submit(deliver).get()
                     ahead = 0
+                    aheadBytes = 0
                     if sink.pauseRequested { await sink.waitUntilReading() }
                 }
             }
@@ -259,11 +261,26 @@ struct WebListener: Listener {
     /// and the listening host), loopback names and IP address literals, never from the request's
     /// `Host`: a page on `rebind.example` whose name an attacker points at this server's address
     /// (DNS rebinding) sends `Host: rebind.example` and a matching `Origin`.
-    static func originAllowed(_ headers: HTTPFields, allowed: Set<String>, names: Set<String>) -> Bool {
+    ///
+    /// An origin naming an IP address (no name to rebind) is ours when the request was sent to
+    /// that same address; a loopback origin when the request was sent to a loopback address or
+    /// name. A page on some other address, or on another local port's server reached through a
+    /// public address, is not.
+    static func originAllowed(_ headers: HTTPFields, authority: String?, allowed: Set<String>, names: Set<String>) -> Bool {
         guard let origin = headers[.origin] else { return true }
         if allowed.contains(origin) { return true }
         guard let host = originHost(origin) else { return false }
-        return names.contains(host) || host == "localhost" || host.hasSuffix(".localhost") || isAddressLiteral(host)
+        if names.contains(host) { return true }
+        guard let requested = authority.flatMap({ originHost("http://" + $0) }) else { return false }
+        if isLoopback(host) { return isLoopback(requested) }
+        return isAddressLiteral(host) && host == requested
+    }
+
+    /// Whether `host` names this machine's loopback interface.
+    static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host.hasSuffix(".localhost") || host == "::1" { return true }
+        var v4 = in_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 && UInt32(bigEndian: v4.s_addr) >> 24 == 127
     }
 
     /// The host of an `http` or `https` origin (`scheme://host[:port]`), lower-cased, without
@@ -319,22 +336,14 @@ final class WebSocketFrameCheck: ChannelInboundHandler {
     typealias InboundIn = WebSocketFrame
     typealias InboundOut = WebSocketFrame
     var onViolation: ((String) -> Void)?
-    private var fragmented = false
+    private var rules = WebSocketFrameRules()
     private var failed = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         let frame = unwrapInboundIn(data)
-        guard frame.maskKey != nil else { return fail(context, "client frames must be masked") }
-        switch frame.opcode {
-        case .continuation:
-            guard fragmented else { return fail(context, "a continuation frame with no message started") }
-            if frame.fin { fragmented = false }
-        case .text, .binary:
-            guard !fragmented else { return fail(context, "a new message before the fragmented one ended") }
-            fragmented = !frame.fin
-        default:
-            break
+        if let violation = rules.check(opcode: UInt8(webSocketOpcode: frame.opcode), fin: frame.fin, masked: frame.maskKey != nil) {
+            return fail(context, violation)
         }
         context.fireChannelRead(data)
     }

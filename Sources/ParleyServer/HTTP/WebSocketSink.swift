@@ -34,7 +34,14 @@ final class WebSocketSink: ConnectionSink {
         var waiting: [CheckedContinuation<Void, Never>] = []
         var closing = false
         var paused: Bool { pausedBySession || pausedByRequests || pausedByOutput }
+        /// Requests wait while replies wait (see ``NativeSink``).
+        var holds: Bool { pausedByRequests || pausedByOutput || !outbox.isEmpty }
+        var released: (() -> Void)?
     }
+
+    var holdsRequests: Bool { state.value.holds }
+
+    func onRelease(_ body: @escaping () -> Void) { state.withValue { $0.released = body } }
 
     /// On the channel's loop.
     init(channel: any Channel, output: ChannelHandlerContext, maxOutbox: Int) {
@@ -96,13 +103,16 @@ final class WebSocketSink: ConnectionSink {
     func setReadingForRequests(_ reading: Bool) { update { $0.pausedByRequests = !reading } }
 
     private func update(_ change: (inout State) -> Void) {
-        let resumed = state.withValue { s -> [CheckedContinuation<Void, Never>] in
+        let (resumed, release) = state.withValue { s -> ([CheckedContinuation<Void, Never>], (() -> Void)?) in
+            let held = s.holds
             change(&s)
             paused.store(s.paused, ordering: .releasing)
-            guard !s.paused else { return [] }
+            let release = held && !s.holds ? s.released : nil
+            guard !s.paused else { return ([], release) }
             defer { s.waiting = [] }
-            return s.waiting
+            return (s.waiting, release)
         }
+        release?()
         for waiter in resumed { waiter.resume() }
     }
 

@@ -14,6 +14,7 @@ final class NativeSink: ConnectionSink {
     var format: WireFormat { .native }
     private let state: NIOLoopBoundBox<State>
     private let maxOutbox: Int
+    private let released: NIOLoopBoundBox<(() -> Void)?>
 
     struct State {
         var bySession = false
@@ -21,6 +22,11 @@ final class NativeSink: ConnectionSink {
         var byOutput = false
         var outbox = Outbox()
         var paused: Bool { bySession || byRequests || byOutput }
+        /// Requests wait while replies wait: a client whose socket cannot take what it was sent
+        /// gets no further answers queued (at most the replies of requests already under way).
+        /// (During a read, replies gather in the outbox to leave as one write; past
+        /// ``Outbox/readBatchLimit`` the rest of the read waits for them to go.)
+        var holds: Bool { byRequests || byOutput || (outbox.reading ? outbox.bytes > Outbox.readBatchLimit : !outbox.isEmpty) }
     }
 
     /// On the channel's loop.
@@ -28,19 +34,25 @@ final class NativeSink: ConnectionSink {
         self.channel = channel
         self.maxOutbox = maxOutbox
         self.state = NIOLoopBoundBox(State(), eventLoop: channel.eventLoop)
+        self.released = NIOLoopBoundBox(nil, eventLoop: channel.eventLoop)
     }
+
+    var holdsRequests: Bool { state.value.holds }
+
+    func onRelease(_ body: @escaping () -> Void) { released.value = body }
 
     /// The connection's own reason to pause reading (pending requests).
     func setReadingForRequests(_ reading: Bool) { updatePause { $0.byRequests = !reading } }
 
     /// Changes one reason to pause and switches reading when the outcome changes.
     private func updatePause(_ change: (inout State) -> Void) {
-        let (before, after) = state.withValue { s -> (Bool, Bool) in
-            let before = s.paused
+        let (before, after, release) = state.withValue { s -> (Bool, Bool, Bool) in
+            let (before, held) = (s.paused, s.holds)
             change(&s)
-            return (before, s.paused)
+            return (before, s.paused, held && !s.holds)
         }
         apply(before: before, after: after)
+        if release { released.value?() }
     }
 
     private func apply(before: Bool, after: Bool) {
@@ -75,15 +87,16 @@ final class NativeSink: ConnectionSink {
             channel.flush()
             return
         }
-        let (taken, before, after) = state.withValue { s -> ((ByteBuffer, EventLoopPromise<Void>?)?, Bool, Bool) in
-            guard !s.outbox.reading else { return (nil, false, false) }
+        let (taken, before, after, release) = state.withValue { s -> ((ByteBuffer, EventLoopPromise<Void>?)?, Bool, Bool, Bool) in
+            guard !s.outbox.reading else { return (nil, false, false, false) }
             let taken = s.outbox.take(on: channel.eventLoop)
-            let before = s.paused
+            let (before, held) = (s.paused, s.holds)
             s.byOutput = false
-            return (taken, before, s.paused)
+            return (taken, before, s.paused, held && !s.holds)
         }
         if let (bytes, promise) = taken { channel.writeAndFlush(bytes, promise: promise) }
         apply(before: before, after: after)
+        if release { released.value?() }
     }
 
     /// A read begins: replies wait for its end.
