@@ -129,3 +129,29 @@ let package = Package(
         ),
     ]
 )
+
+// Coverage-guided fuzz targets (libFuzzer), only when asked for: `scripts/fuzz` builds them with
+// `PARLEY_FUZZ=1 swift build -Xswiftc -sanitize=fuzzer,address` in a scratch folder of their own;
+// a normal build or test run never sees them (libFuzzer supplies their `main`).
+if Context.environment["PARLEY_FUZZ"] != nil {
+    let fuzzSettings = swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+    package.targets += [
+        .executableTarget(
+            name: "FuzzNative", dependencies: ["ParleyWire", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/FuzzNative", swiftSettings: fuzzSettings),
+        .executableTarget(
+            name: "FuzzWebSocket",
+            dependencies: [
+                "ParleyWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ],
+            path: "Fuzz/FuzzWebSocket", swiftSettings: fuzzSettings),
+        .executableTarget(
+            name: "FuzzHTTPHead",
+            dependencies: [
+                "ParleyWire", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Fuzz/FuzzHTTPHead", swiftSettings: fuzzSettings),
+    ]
+}
