@@ -10,7 +10,8 @@ import ParleyWire
 public func fuzzNative(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
     let bytes = UnsafeBufferPointer(start: start, count: count)
     guard let first = bytes.first else { return 0 }
-    let piece = Int(first % 64) + 1
+    // Reads of 1–64 bytes, or of 256–16,384 bytes when bit 6 is set.
+    let piece = (Int(first & 0x3F) + 1) * (first & 0x40 != 0 ? 256 : 1)
     let maxFrame = 4096
     var buffer = ByteBuffer()
     var offset = 1

@@ -148,7 +148,7 @@ public actor ChatController {
                 outcome.switchedTo = target
                 say("now talking in \(target)")
             case .changePassword(let old?, let new?):
-                try await client.request(.changePassword(current: old, password: new))
+                try await client.changePassword(current: old, new: new)
                 say("password changed; your other sessions were logged out")
             case .changePassword:
                 fail("usage: /password, or /password <current> <new>")

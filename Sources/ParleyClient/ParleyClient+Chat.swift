@@ -29,6 +29,17 @@ extension ParleyClient {
         return reply
     }
 
+    /// Changes the account's password (`ok`); the server ends the account's other sessions. A
+    /// later ``reconnect(timeout:)`` of a password login uses the new password.
+    @discardableResult
+    public func changePassword(current: String, new password: String) async throws -> ServerFrame {
+        let reply = try await request(.changePassword(current: current, password: password))
+        lastLogin.withLock { login in
+            if case .password? = login?.credential { login?.credential = .password(password) }
+        }
+        return reply
+    }
+
     /// Joins as a guest; the reply's `username` is the name the server gave.
     @discardableResult
     public func guest(_ name: String) async throws -> ServerFrame {

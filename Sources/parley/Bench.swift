@@ -398,26 +398,23 @@ func cpuSeconds(path: String) -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
-/// Lifts the open-file limit to its hard maximum (thousands of sockets).
+#if os(Linux)
+private let fileLimitResource = Int32(RLIMIT_NOFILE.rawValue)
+#else
+private let fileLimitResource = RLIMIT_NOFILE
+#endif
+
 /// The soft limit on open files (0 when unknown).
 func openFileLimit() -> Int {
     var limit = rlimit()
-    #if os(Linux)
-    let resource = Int32(RLIMIT_NOFILE.rawValue)
-    #else
-    let resource = RLIMIT_NOFILE
-    #endif
-    guard getrlimit(resource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return 0 }
+    guard getrlimit(fileLimitResource, &limit) == 0, limit.rlim_cur != rlim_t.max else { return 0 }
     return Int(clamping: limit.rlim_cur)
 }
 
+/// Lifts the open-file limit to its hard maximum (thousands of sockets).
 func raiseFileLimit() {
     var limit = rlimit()
-    #if os(Linux)
-    let resource = Int32(RLIMIT_NOFILE.rawValue)
-    #else
-    let resource = RLIMIT_NOFILE
-    #endif
+    let resource = fileLimitResource
     if getrlimit(resource, &limit) == 0 {
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(resource, &limit)

@@ -126,18 +126,7 @@ struct ProcessTests {
     }
 
     /// A blocking TCP connection to 127.0.0.1:`port` (completed by the kernel, accepted or not).
-    static func rawConnect(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard fd >= 0, result == 0 else { throw ParleyClient.ClientError.closed }
-        return fd
-    }
+    static func rawConnect(port: Int) throws -> Int32 { try RawSocket.connected(port: port) }
 
     /// User plus system CPU ticks (1/100 s) of process `pid`.
     static func cpuTicks(_ pid: Int32) throws -> Int {

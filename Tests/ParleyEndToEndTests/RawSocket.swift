@@ -11,6 +11,13 @@ final class RawSocket {
     /// - Parameter receiveBuffer: SO_RCVBUF, set before connecting (a small one makes a client
     ///   that never reads fill up at once).
     init(port: Int, receiveBuffer: Int? = nil) throws {
+        fd = try Self.connected(port: port, receiveBuffer: receiveBuffer)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// A blocking TCP connection to 127.0.0.1:`port` (completed by the kernel, accepted or not).
+    static func connected(port: Int, receiveBuffer: Int? = nil) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ParleyClient.ClientError.closed }
         if var size = receiveBuffer.map(Int32.init) {
@@ -30,9 +37,7 @@ final class RawSocket {
             close(fd)
             throw ParleyClient.ClientError.closed
         }
-        self.fd = fd
-        var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
     }
 
     deinit { close(fd) }
