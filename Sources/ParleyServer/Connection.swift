@@ -46,7 +46,8 @@ final class Connection {
     /// Requests received while the sink holds requests (see ``ConnectionSink/holdsRequests``),
     /// in order: a client that does not read its replies gets no more answers queued for it,
     /// whatever it sent in one read.
-    private var held = CircularBuffer<ByteBuffer>()
+    /// (Made on first use: an idle connection keeps no buffer for it.)
+    private var held: CircularBuffer<ByteBuffer>?
     /// A history read is under way: later requests wait for it (one history page, at most a
     /// frame, is in flight per connection, so a client that never reads cannot have many).
     private var historyInFlight = false
@@ -80,15 +81,16 @@ final class Connection {
 
     /// The connection has closed.
     func closed() {
-        held.removeAll()
+        held = nil
         loginTimer?.cancel()
         perform(machine.closed(), id: nil)
     }
 
     /// One whole request (the JSON document, without framing).
     func received(_ request: ByteBuffer) {
-        if !held.isEmpty || mustHold {
-            held.append(request)
+        if held != nil || mustHold {
+            held = held ?? CircularBuffer(initialCapacity: 16)
+            held!.append(request)
             return
         }
         handle(request)
@@ -96,8 +98,10 @@ final class Connection {
 
     /// The sink no longer holds requests: handles those held, in order, until it holds them again.
     private func release() {
-        while !held.isEmpty, !mustHold, machine.state != .closing, machine.state != .closed {
-            handle(held.removeFirst())
+        while let first = held?.first, !mustHold, machine.state != .closing, machine.state != .closed {
+            held!.removeFirst()
+            if held!.isEmpty { held = nil }
+            handle(first)
         }
     }
 

@@ -14,7 +14,6 @@ final class NativeSink: ConnectionSink {
     var format: WireFormat { .native }
     private let state: NIOLoopBoundBox<State>
     private let maxOutbox: Int
-    private let released: NIOLoopBoundBox<(() -> Void)?>
 
     struct State {
         var bySession = false
@@ -27,6 +26,8 @@ final class NativeSink: ConnectionSink {
         /// (During a read, replies gather in the outbox to leave as one write; past
         /// ``Outbox/readBatchLimit`` the rest of the read waits for them to go.)
         var holds: Bool { byRequests || byOutput || (outbox.reading ? outbox.bytes > Outbox.readBatchLimit : !outbox.isEmpty) }
+        /// Called when ``holds`` turns false.
+        var released: (() -> Void)?
     }
 
     /// On the channel's loop.
@@ -34,12 +35,11 @@ final class NativeSink: ConnectionSink {
         self.channel = channel
         self.maxOutbox = maxOutbox
         self.state = NIOLoopBoundBox(State(), eventLoop: channel.eventLoop)
-        self.released = NIOLoopBoundBox(nil, eventLoop: channel.eventLoop)
     }
 
     var holdsRequests: Bool { state.value.holds }
 
-    func onRelease(_ body: @escaping () -> Void) { released.value = body }
+    func onRelease(_ body: @escaping () -> Void) { state.withValue { $0.released = body } }
 
     /// The connection's own reason to pause reading (pending requests).
     func setReadingForRequests(_ reading: Bool) { updatePause { $0.byRequests = !reading } }
@@ -52,7 +52,7 @@ final class NativeSink: ConnectionSink {
             return (before, s.paused, held && !s.holds)
         }
         apply(before: before, after: after)
-        if release { released.value?() }
+        if release { state.value.released?() }
     }
 
     private func apply(before: Bool, after: Bool) {
@@ -96,7 +96,7 @@ final class NativeSink: ConnectionSink {
         }
         if let (bytes, promise) = taken { channel.writeAndFlush(bytes, promise: promise) }
         apply(before: before, after: after)
-        if release { released.value?() }
+        if release { state.value.released?() }
     }
 
     /// A read begins: replies wait for its end.
