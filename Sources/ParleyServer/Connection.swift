@@ -40,16 +40,14 @@ final class Connection {
     private var sink: (any ConnectionSink)!
     private var loginTimer: Scheduled<Void>?
     private var channel: (any Channel)!
-    /// The last history read of this connection: reads run one after another, so one
-    /// connection occupies at most one reader thread however many it pipelines.
-    private var lastRead: EventLoopFuture<Void>?
     /// Requests received while the sink holds requests (see ``ConnectionSink/holdsRequests``),
     /// in order: a client that does not read its replies gets no more answers queued for it,
     /// whatever it sent in one read.
     /// (Made on first use: an idle connection keeps no buffer for it.)
     private var held: CircularBuffer<ByteBuffer>?
-    /// A history read is under way: later requests wait for it (one history page, at most a
-    /// frame, is in flight per connection, so a client that never reads cannot have many).
+    /// A history read is under way: later requests wait for it. So one connection occupies at
+    /// most one reader thread however many reads it pipelines, and has at most one history page
+    /// (at most a frame) in flight: a client that never reads cannot have many.
     private var historyInFlight = false
     private var mustHold: Bool { historyInFlight || sink.holdsRequests }
 
@@ -275,11 +273,7 @@ final class Connection {
             case .send(let target, let text):
                 try hub.send(target, text: text, id: id, from: session)
             case .history(let target, let before, let limit):
-                let hub = self.hub
-                let read = (lastRead ?? channel.eventLoop.makeSucceededVoidFuture()).flatMap {
-                    hub.history(target, before: before, limit: limit, for: session)
-                }
-                lastRead = read.map { _ in }.recover { _ in }
+                let read = hub.history(target, before: before, limit: limit, for: session)
                 historyInFlight = true
                 answer(read, id: id) { .history($0, id: id) }
                 // After the answer is written: the requests that waited for it go on.

@@ -79,14 +79,16 @@ extension Hub {
         // Password guesses are throttled per account and per address. A login token (256 bits)
         // gains nothing from a per-account throttle, and must never be refused because of others'
         // wrong passwords: its failures count per address only.
-        let addressKey = "addr:" + Self.throttleAddress(address)
         let throttleKeys: [String]
-        if case .password = credential { throttleKeys = ["user:" + key, addressKey] } else { throttleKeys = [addressKey] }
+        if case .password = credential {
+            throttleKeys = Self.passwordThrottleKeys(account: key, address: address)
+        } else {
+            throttleKeys = ["addr:" + Self.throttleAddress(address)]
+        }
         let now = Date().timeIntervalSince1970
         if let wait = state.withLock({ $0.shuttingDown ? -1 : $0.throttle.retryAfter(throttleKeys, now: now) }) {
             if wait < 0 { return loop.makeFailedFuture(ParleyError(.shuttingDown, "the server is shutting down")) }
-            return loop.makeFailedFuture(
-                ParleyError(.rateLimited, "too many failed logins; try again in \(Int(wait.rounded(.up))) s", retryAfter: (wait * 10).rounded(.up) / 10))
+            return loop.makeFailedFuture(Self.rateLimited("too many failed logins", wait: wait))
         }
         let storage = self.storage
         let dummy = dummyHash
@@ -143,6 +145,16 @@ extension Hub {
             attached.tokenHash = found.tokenHash
             return attached
         }
+    }
+
+    /// The throttle keys of a password guess: the account and the address.
+    static func passwordThrottleKeys(account key: String, address: String) -> [String] {
+        ["user:" + key, "addr:" + throttleAddress(address)]
+    }
+
+    /// `RATE_LIMITED` for a throttled attempt, with the wait (to a tenth of a second).
+    static func rateLimited(_ what: String, wait: Double) -> ParleyError {
+        ParleyError(.rateLimited, "\(what); try again in \(Int(wait.rounded(.up))) s", retryAfter: (wait * 10).rounded(.up) / 10)
     }
 
     /// The part of an address the login throttle keys on: an IPv4 address whole, an IPv6 address

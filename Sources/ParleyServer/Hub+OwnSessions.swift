@@ -48,10 +48,10 @@ extension Hub {
             return loop.makeFailedFuture(ParleyError(.guestNotAllowed, "guests have no password to change"))
         }
         do { try limits.validatePassword(password) } catch { return loop.makeFailedFuture(error) }
-        let keys = ["user:" + account.key, "addr:" + Self.throttleAddress(address)]
+        let keys = Self.passwordThrottleKeys(account: account.key, address: address)
         let now = Date().timeIntervalSince1970
         if let wait = state.withLock({ $0.throttle.retryAfter(keys, now: now) }) {
-            return loop.makeFailedFuture(ParleyError(.rateLimited, "too many wrong passwords; try again in \(Int(wait.rounded(.up))) s", retryAfter: (wait * 10).rounded(.up) / 10))
+            return loop.makeFailedFuture(Self.rateLimited("too many wrong passwords", wait: wait))
         }
         let storage = self.storage
         let cost = configuration.bcryptCost

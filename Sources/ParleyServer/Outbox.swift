@@ -43,6 +43,18 @@ struct Outbox {
         queued == nil && !reading && channelWritable
     }
 
+    /// Whether requests already received should wait for what is queued here: outside a read,
+    /// while anything waits; during one, past ``readBatchLimit`` of its replies.
+    var holdsRequests: Bool { reading ? bytes > Self.readBatchLimit : !isEmpty }
+
+    /// Appends `bytes` behind what is queued.
+    /// - Returns: whether reading should pause (more than ``pauseAbove`` waits and the channel
+    ///   cannot take more).
+    mutating func append(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>?, channelWritable: Bool) -> Bool {
+        append(bytes, promise: promise)
+        return !channelWritable && self.bytes > Self.pauseAbove
+    }
+
     /// Appends `bytes` behind what is queued.
     mutating func append(_ bytes: ByteBuffer, promise: EventLoopPromise<Void>?) {
         if queued == nil {

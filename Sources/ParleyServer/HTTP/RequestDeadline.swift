@@ -43,7 +43,6 @@ struct RequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
 /// Thread safety: a `ChannelHandler`; used on its channel's loop only.
 final class FirstRequestDeadline: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    static let maxHead = HTTPHeadScanner.maxHead
     let limit: TimeAmount
     private var timer: Scheduled<Void>?
     private var scanner = HTTPHeadScanner()

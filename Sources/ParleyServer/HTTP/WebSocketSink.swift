@@ -35,7 +35,7 @@ final class WebSocketSink: ConnectionSink {
         var closing = false
         var paused: Bool { pausedBySession || pausedByRequests || pausedByOutput }
         /// Requests wait while replies wait (see ``NativeSink``).
-        var holds: Bool { pausedByRequests || pausedByOutput || !outbox.isEmpty }
+        var holds: Bool { pausedByRequests || pausedByOutput || outbox.holdsRequests }
         var released: (() -> Void)?
     }
 
@@ -66,8 +66,7 @@ final class WebSocketSink: ConnectionSink {
             return
         }
         update { s in
-            s.outbox.append(bytes, promise: written)
-            if !writable && s.outbox.bytes > Outbox.pauseAbove { s.pausedByOutput = true }
+            if s.outbox.append(bytes, promise: written, channelWritable: writable) { s.pausedByOutput = true }
         }
         if flush { drain() }
     }
@@ -79,15 +78,15 @@ final class WebSocketSink: ConnectionSink {
             context.flush()
             return
         }
-        var taken: (ByteBuffer, EventLoopPromise<Void>?)?
-        update { s in
-            taken = s.outbox.take(on: channel.eventLoop)
-            s.pausedByOutput = false
-        }
+        let loop = channel.eventLoop
+        let (taken, held) = state.withValue { s in (s.outbox.take(on: loop), s.holds) }
+        // The queued bytes go first; requests held meanwhile are released only after them (they
+        // were released before them, whose replies could then overtake what was queued).
         if let (bytes, promise) = taken {
             context.write(NIOAny(bytes), promise: promise)
             context.flush()
         }
+        update(heldBefore: held) { $0.pausedByOutput = false }
     }
 
     /// The channel's writability changed (NIO's queue crossed a water mark).
@@ -102,9 +101,10 @@ final class WebSocketSink: ConnectionSink {
 
     func setReadingForRequests(_ reading: Bool) { update { $0.pausedByRequests = !reading } }
 
-    private func update(_ change: (inout State) -> Void) {
+    /// - Parameter heldBefore: whether requests were held before (when the state changed already).
+    private func update(heldBefore: Bool? = nil, _ change: (inout State) -> Void) {
         let (resumed, release) = state.withValue { s -> ([CheckedContinuation<Void, Never>], (() -> Void)?) in
-            let held = s.holds
+            let held = heldBefore ?? s.holds
             change(&s)
             paused.store(s.paused, ordering: .releasing)
             let release = held && !s.holds ? s.released : nil

@@ -25,7 +25,7 @@ final class NativeSink: ConnectionSink {
         /// gets no further answers queued (at most the replies of requests already under way).
         /// (During a read, replies gather in the outbox to leave as one write; past
         /// ``Outbox/readBatchLimit`` the rest of the read waits for them to go.)
-        var holds: Bool { byRequests || byOutput || (outbox.reading ? outbox.bytes > Outbox.readBatchLimit : !outbox.isEmpty) }
+        var holds: Bool { byRequests || byOutput || outbox.holdsRequests }
         /// Called when ``holds`` turns false.
         var released: (() -> Void)?
     }
@@ -44,10 +44,12 @@ final class NativeSink: ConnectionSink {
     /// The connection's own reason to pause reading (pending requests).
     func setReadingForRequests(_ reading: Bool) { updatePause { $0.byRequests = !reading } }
 
-    /// Changes one reason to pause and switches reading when the outcome changes.
-    private func updatePause(_ change: (inout State) -> Void) {
+    /// Changes one reason to pause and switches reading when the outcome changes; releases held
+    /// requests when they no longer need to wait.
+    /// - Parameter heldBefore: whether requests were held before (when the state changed already).
+    private func updatePause(heldBefore: Bool? = nil, _ change: (inout State) -> Void) {
         let (before, after, release) = state.withValue { s -> (Bool, Bool, Bool) in
-            let (before, held) = (s.paused, s.holds)
+            let (before, held) = (s.paused, heldBefore ?? s.holds)
             change(&s)
             return (before, s.paused, held && !s.holds)
         }
@@ -65,19 +67,14 @@ final class NativeSink: ConnectionSink {
 
     func write(_ bytes: ByteBuffer, flush: Bool, written: EventLoopPromise<Void>?) {
         let writable = channel.isWritable
-        let (direct, before, after) = state.withValue { s -> (Bool, Bool, Bool) in
-            if s.outbox.mayWriteDirectly(channelWritable: writable) { return (true, false, false) }
-            let before = s.paused
-            s.outbox.append(bytes, promise: written)
-            if !writable && s.outbox.bytes > Outbox.pauseAbove { s.byOutput = true }
-            return (false, before, s.paused)
-        }
-        if direct {
+        if state.value.outbox.mayWriteDirectly(channelWritable: writable) {
             if flush { channel.writeAndFlush(bytes, promise: written) } else { channel.write(bytes, promise: written) }
-        } else {
-            apply(before: before, after: after)
-            if flush { drain() }
+            return
         }
+        updatePause { s in
+            if s.outbox.append(bytes, promise: written, channelWritable: writable) { s.byOutput = true }
+        }
+        if flush { drain() }
     }
 
     /// Hands what the outbox holds to NIO, if the channel can take it now.
@@ -87,16 +84,13 @@ final class NativeSink: ConnectionSink {
             channel.flush()
             return
         }
-        let (taken, before, after, release) = state.withValue { s -> ((ByteBuffer, EventLoopPromise<Void>?)?, Bool, Bool, Bool) in
-            guard !s.outbox.reading else { return (nil, false, false, false) }
-            let taken = s.outbox.take(on: channel.eventLoop)
-            let (before, held) = (s.paused, s.holds)
-            s.byOutput = false
-            return (taken, before, s.paused, held && !s.holds)
-        }
+        let loop = channel.eventLoop
+        guard let (taken, held) = state.withValue({ s -> ((ByteBuffer, EventLoopPromise<Void>?)?, Bool)? in
+            s.outbox.reading ? nil : (s.outbox.take(on: loop), s.holds)
+        }) else { return }
+        // The queued bytes go first; requests held meanwhile are released only after them.
         if let (bytes, promise) = taken { channel.writeAndFlush(bytes, promise: promise) }
-        apply(before: before, after: after)
-        if release { state.value.released?() }
+        updatePause(heldBefore: held) { $0.byOutput = false }
     }
 
     /// A read begins: replies wait for its end.
