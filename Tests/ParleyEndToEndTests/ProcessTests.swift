@@ -237,6 +237,8 @@ struct ProcessTests {
             return String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         }
         #expect(log.contains("file-descriptor limit is low"), "\(log)")
-        #expect(!log.contains("cannot accept connections"))
+        // (A burst of connections over the cap can still run the descriptors out for a moment,
+        // since each is accepted to be told why: accepting then pauses 250 ms and says so. What
+        // the cap guarantees is the answers above, not that this never happens.)
     }
 }
