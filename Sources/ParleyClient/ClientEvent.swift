@@ -21,6 +21,10 @@ public enum ClientEvent: Sendable, Hashable {
     /// The server asks for a sign of life (``ParleyClient`` answers it by itself).
     case ping
     case shutdown(message: String)
+    /// A system notice from the server's operator, to everyone online.
+    case notice(text: String, by: String)
+    /// The server's welcome message, right after login.
+    case motd(text: String)
     /// An error not tied to a request (for example before the server closes the connection).
     case error(ParleyError)
     /// A frame this client version does not know.
@@ -49,6 +53,8 @@ public enum ClientEvent: Sendable, Hashable {
         case "invited": self = .invited(group: frame.group ?? "", by: frame.by ?? "")
         case "ping": self = .ping
         case "shutdown": self = .shutdown(message: frame.message ?? "")
+        case "notice": self = .notice(text: frame.text ?? "", by: frame.by ?? "")
+        case "motd": self = .motd(text: frame.text ?? "")
         case "error": self = frame.parleyError.map { .error($0) } ?? .other(frame)
         default: self = .other(frame)
         }

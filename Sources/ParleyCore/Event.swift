@@ -24,6 +24,10 @@ public enum Event: Sendable, Hashable {
     case invited(group: String, by: String)
     /// The server is going away.
     case shutdown(message: String)
+    /// A system notice from an operator to everyone online (`parley admin notice`).
+    case notice(text: String, by: String)
+    /// The welcome message (message of the day), sent right after `welcome` at every login.
+    case motd(text: String)
 }
 
 /// One user coming online or going offline.

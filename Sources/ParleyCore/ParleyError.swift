@@ -54,6 +54,11 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
         public static let internalError: Code = "INTERNAL"
         /// The session was ended by its own user (`end_session`, `logout` everywhere, a changed password).
         public static let loggedOut: Code = "LOGGED_OUT"
+        /// An operator closed every session of the user (`parley admin kick`); `by` and `reason` say who and why.
+        public static let kicked: Code = "KICKED"
+        /// The account (or the address) is banned: at login, and to its live sessions when the ban
+        /// is made; `reason`, `by` and `until` (absent for a ban without end) say more.
+        public static let banned: Code = "BANNED"
     }
 
     public var code: Code
@@ -63,12 +68,22 @@ public struct ParleyError: Error, Hashable, Sendable, CustomStringConvertible, C
     public var details: String?
     /// Seconds after which trying again may succeed (`RATE_LIMITED`), sent as `retryAfter`.
     public var retryAfter: Double?
+    /// Who did it (`KICKED`, `BANNED`): the operator's name.
+    public var by: String?
+    /// Why (`KICKED`, `BANNED`), as the operator gave it.
+    public var reason: String?
+    /// When a ban ends (`BANNED`), ISO 8601; absent for a ban without end.
+    public var until: String?
 
-    public init(_ code: Code, _ message: String, details: String? = nil, retryAfter: Double? = nil) {
+    public init(_ code: Code, _ message: String, details: String? = nil, retryAfter: Double? = nil,
+                by: String? = nil, reason: String? = nil, until: String? = nil) {
         self.code = code
         self.message = message
         self.details = details
         self.retryAfter = retryAfter
+        self.by = by
+        self.reason = reason
+        self.until = until
     }
 
     /// Errors are equal when their code and message are; ``details`` is for logs only.

@@ -1,3 +1,4 @@
+import Foundation
 import ParleyCore
 import ParleyStore
 
@@ -68,5 +69,41 @@ public struct ServerConfiguration: Sendable {
     /// closes it. WebSocket connections have the idle timeout instead.
     public var httpIdleTimeout: Double = 15
 
+    // Operating (issue 14)
+    /// PEM certificate (a chain allowed) for TLS on the native and HTTP ports; with ``tlsKey``.
+    public var tlsCertificate: String? = nil
+    /// PEM private key of ``tlsCertificate``.
+    public var tlsKey: String? = nil
+    /// With TLS, a plain (unencrypted) native port kept beside it, bound to 127.0.0.1 only;
+    /// `nil` = none.
+    public var plainPort: Int? = nil
+    /// Folder for daily log files (`parley-YYYY-MM-DD.log`, UTC); `nil` = standard error only.
+    public var logDirectory: String? = nil
+    /// `text` or `json` (one JSON object per line).
+    public var logFormat: LogFormat = .text
+    /// trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String = "info"
+    /// Port of `/metrics` (Prometheus) and `/health`; `nil` = off.
+    public var metricsPort: Int? = nil
+    /// Address of the metrics listener (loopback unless said otherwise).
+    public var metricsHost = "127.0.0.1"
+    /// The welcome message every client shows at login (until `parley admin motd` changes it).
+    public var motd = "Welcome to the chat :)"
+    /// Path of the control socket for `parley admin`; `nil` = `<data-dir>/parley.sock`.
+    public var controlSocket: String? = nil
+    /// Whether the console reads commands from standard input when it is a terminal.
+    public var console = true
+
+    /// The control socket's path, as configured or in the data directory.
+    public var controlSocketPath: String { controlSocket ?? (dataDirectory as NSString).appendingPathComponent("parley.sock") }
+
     public init() {}
+}
+
+/// How log lines are written.
+public enum LogFormat: String, Sendable, CaseIterable {
+    /// `2026-12-04T10:00:00.123Z info parley: connected address=... transport=native`
+    case text
+    /// One JSON object per line: `time`, `level`, `label`, `message`, and the metadata.
+    case json
 }

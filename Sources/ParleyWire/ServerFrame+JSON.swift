@@ -13,6 +13,8 @@ extension ServerFrame {
         w.field("code", code)
         w.field("message", message)
         if let retryAfter { w.raw("retryAfter", "\(retryAfter)") }
+        w.field("reason", reason)
+        w.field("until", until)
         w.field("server", server)
         w.field("version", version)
         w.field("registration", registration)

@@ -16,6 +16,10 @@ public struct ServerFrame: Codable, Sendable, Hashable {
     public var code: String?
     public var message: String?
     public var retryAfter: Double?
+    /// `KICKED`, `BANNED`: why, as the operator said.
+    public var reason: String?
+    /// `BANNED`: when the ban ends (ISO 8601); absent when it does not.
+    public var until: String?
     // hello
     public var server: String?
     public var version: Int?
@@ -116,6 +120,9 @@ extension ServerFrame {
         frame.code = error.code.rawValue
         frame.message = error.message
         frame.retryAfter = error.retryAfter
+        frame.by = error.by
+        frame.reason = error.reason
+        frame.until = error.until
         return frame
     }
 
@@ -141,7 +148,7 @@ extension ServerFrame {
     /// The typed error, when this is an `error` frame.
     public var parleyError: ParleyError? {
         guard type == "error" else { return nil }
-        return ParleyError(ParleyError.Code(code ?? "INTERNAL"), message ?? "")
+        return ParleyError(ParleyError.Code(code ?? "INTERNAL"), message ?? "", retryAfter: retryAfter, by: by, reason: reason, until: until)
     }
 }
 
@@ -260,6 +267,13 @@ extension ServerFrame {
         case .shutdown(let message):
             self.init(type: "shutdown")
             self.message = message
+        case .notice(let text, let by):
+            self.init(type: "notice")
+            self.text = text
+            self.by = by
+        case .motd(let text):
+            self.init(type: "motd")
+            self.text = text
         }
     }
 
