@@ -229,6 +229,10 @@ public actor ChatController {
         case .error(let error):
             if error.code == ChatFormat.loggedOut { loggedOut = ChatFormat.words(for: error) }
             return [(ChatScreen.Line(style: .error, text: ChatFormat.words(for: error)), nil)]
+        case .notice(let text, let by):
+            return [(ChatScreen.Line(style: .system, text: "*** notice from \(by): \(text)"), nil)]
+        case .motd(let text):
+            return [(ChatScreen.Line(style: .system, text: text), nil)]
         case .ping, .other:
             return []
         }

@@ -256,7 +256,12 @@ final class Connection {
             welcome.username = attached.session.identity.name
             welcome.guest = attached.session.identity.isGuest
             welcome.token = attached.issuedToken
-            sink.write(sink.wire(welcome.frame(allocator: channel.allocator)), flush: true, written: nil)
+            // The welcome message follows the welcome, before the replay.
+            let motd = hub.motd
+            sink.write(sink.wire(welcome.frame(allocator: channel.allocator)), flush: motd.isEmpty, written: nil)
+            if !motd.isEmpty {
+                sink.write(sink.wire(ServerFrame(event: .motd(text: motd)).frame(allocator: channel.allocator)), flush: true, written: nil)
+            }
             hub.replay(attached)
         case .startSession, .detachLateSession:
             // The connection closed while the password was being checked.
@@ -268,6 +273,7 @@ final class Connection {
 
     /// A request of a logged-in user: call the hub, answer with its result.
     private func handle(_ request: ClientRequest, id: RequestID?, session: Session) {
+        session.touch()
         do {
             switch request {
             case .send(let target, let text):

@@ -26,7 +26,7 @@ extension Hub {
         // browser share it): ending the other tab must not log this one out.
         if let hash = target.tokenHash, hash != session.tokenHash { forgetToken(hash: hash) }
         session.logger.info("session ended by its user", metadata: ["ended": "\(id)"])
-        close(target, ParleyError(.loggedOut, "this session was ended from another of your sessions"))
+        closeSession(target, ParleyError(.loggedOut, "this session was ended from another of your sessions"))
     }
 
     /// Revokes every login token of `session`'s account and closes its other sessions (the
@@ -76,11 +76,6 @@ extension Hub {
     /// Closes every session of `session`'s user but `session`, telling each `error`.
     private func closeOthers(of session: Session, _ error: ParleyError) {
         let others = state.withLock { $0.users[session.identity.key]?.sessions ?? [] }.filter { $0 !== session }
-        for other in others { close(other, error) }
-    }
-
-    /// Tells a session why and closes its connection, on its loop.
-    private func close(_ session: Session, _ error: ParleyError) {
-        session.loop.execute { session.sink.close(with: error) }
+        for other in others { closeSession(other, error) }
     }
 }

@@ -70,6 +70,12 @@ public final class Hub: Sendable {
             accounts: accounts, directory: GroupDirectory(groups: groups, nextID: nextID), fanOutPosition: commits.lastMessageID,
             loopCount: loops.count, formatCount: encoders.count, presenceThreshold: configuration.presenceThreshold,
             loginBackoff: configuration.loginBackoff))
+        let bans = try storage.bans()
+        let motd = try storage.setting(Self.motdSetting) ?? configuration.motd
+        state.withLock { s in
+            s.motd = motd
+            for ban in bans { if case .account(let key) = ban.target { s.bans[key] = ban } }
+        }
         self.dummyHash = Bcrypt.hash("parley-dummy-password", cost: configuration.bcryptCost)
         commits.setAfterBatch { [weak self] in self?.dispatchCommitted() }
     }

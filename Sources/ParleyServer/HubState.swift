@@ -1,4 +1,5 @@
 import ParleyCore
+import ParleyStore
 
 /// The hub's mutable state. Every index is kept up to date incrementally, so a login, a logout
 /// or a group change costs work in proportion to what it touches (the user's sessions, groups,
@@ -40,6 +41,10 @@ struct HubState {
     /// Online user keys, sorted, for paging `who`; rebuilt on demand after a change.
     var sortedOnline: [String]? = nil
     var shuttingDown = false
+    /// Account bans by account key (expired ones are dropped when met).
+    var bans: [String: Ban] = [:]
+    /// The welcome message sent at every login; empty sends none.
+    var motd = ""
     /// Event loops in the server; session sets are split by loop.
     let loopCount: Int
 

@@ -37,6 +37,15 @@ public final class ParleyServer: Service, Sendable {
         var perAddress: [String: Int] = [:]
     }
     private let stopped = Locked(false)
+    /// When the server was built (for `stats`).
+    let startedAt = Date()
+    /// Address ranges whose connections are refused (`ban --address`), in force or ended.
+    let addressBans = Locked<[(range: AddressRange, ban: Ban)]>([])
+    /// What a `shutdown` command (or the console's `exit`) does: by default, ``shutdown()``;
+    /// `parley serve` makes it stop its whole service group, as SIGTERM does.
+    private let shutdownRequest = Locked<(@Sendable () -> Void)?>(nil)
+    /// The control socket for `parley admin`, once started.
+    let control = Locked<ControlSocket?>(nil)
 
     /// Opens the store (creating and migrating the SQLite file unless `storage` is given) and
     /// prepares the threads and listeners; does not listen yet.
@@ -60,6 +69,10 @@ public final class ParleyServer: Service, Sendable {
             let storage = try storage ?? SQLiteStore(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
             self.storage = storage
             commits = CommitQueue(writer: storage, lastMessageID: try storage.lastMessageID(), logger: logger)
+            let bans = try storage.bans()
+            addressBans.withLock { list in
+                for ban in bans { if case .address(let text) = ban.target, let range = AddressRange(text) { list.append((range, ban)) } }
+            }
             hub = try Hub(storage: storage, commits: commits, configuration: configuration, loops: Array(group.makeIterator()),
                           threadPool: threadPool, passwords: passwords, encoders: [NativeEncoder(), WebSocketEncoder()], logger: logger)
         } catch {
@@ -84,6 +97,17 @@ public final class ParleyServer: Service, Sendable {
             let channel = try await listener.bind(hub: hub, group: group, admit: { [weak self] in self?.admit($0, listener: index) }, logger: logger)
             bound.withLock { $0[listener.name] = channel }
             logger.info("listening", metadata: ["address": "\(listener.host):\(channel.localAddress?.port ?? listener.port)", "protocol": "\(listener.name)"])
+        }
+        let path = configuration.controlSocketPath
+        do {
+            let socket = try await ControlSocket.start(path: path, server: self, group: group, logger: logger)
+            control.withLock { $0 = socket }
+            logger.info("control socket ready", metadata: ["path": "\(path)"])
+        } catch let error as ControlSocket.Unavailable where error.description.hasPrefix("another") {
+            throw error
+        } catch {
+            // The server runs without it; `parley admin` will say there is no server.
+            logger.warning("no control socket: parley admin cannot reach this server", metadata: ["reason": "\(error)"])
         }
         startMemoryTrim()
         return port ?? configuration.port
@@ -110,6 +134,10 @@ public final class ParleyServer: Service, Sendable {
         let address = channel.remoteAddress?.ipAddress ?? "?"
         let (total, perAddress) = (configuration.maxConnections, configuration.maxConnectionsPerAddress)
         let trusted = configuration.trustedProxies
+        if let ban = addressBan(for: address) {
+            logger.notice("connection refused: address banned", metadata: ["peer": "\(address)", "range": "\(ban.name)"])
+            return Self.addressBannedError(ban)
+        }
         let refusal = connections.withLock { c -> ParleyError? in
             if total > 0, c.open.count >= total {
                 return ParleyError(.tooManyConnections, "the server has too many connections (\(total)); try again later")
@@ -136,6 +164,63 @@ public final class ParleyServer: Service, Sendable {
         return nil
     }
 
+    /// The address ban in force on `address`, if any.
+    func addressBan(for address: String) -> Ban? {
+        let now = Timestamp.now
+        return addressBans.withLock { list in
+            list.removeAll { !$0.ban.holds(at: now) }
+            return list.first { $0.range.contains(address) }?.ban
+        }
+    }
+
+    static func addressBannedError(_ ban: Ban) -> ParleyError {
+        var words = "connections from your address are refused"
+        if let until = ban.until { words += " until \(until.iso8601)" }
+        if !ban.reason.isEmpty { words += ": \(ban.reason)" }
+        return ParleyError(.banned, words, by: ban.by, reason: ban.reason.isEmpty ? nil : ban.reason, until: ban.until?.iso8601)
+    }
+
+    /// Puts an address ban in force: new connections from the range are refused, and open ones
+    /// (logged in or not) are closed, logged-in ones told why. Returns how many were closed.
+    func applyAddressBan(_ range: AddressRange, _ ban: Ban) -> Int {
+        addressBans.withLock { list in
+            list.removeAll { $0.range == range }
+            list.append((range, ban))
+        }
+        let error = Self.addressBannedError(ban)
+        let told = hub.closeSessions(where: { range.contains($0) }, error)
+        let open = connections.withLock { Array($0.open.values) }.filter { range.contains($0.channel.remoteAddress?.ipAddress ?? "") }
+        for (channel, _) in open {
+            // Sessions were told and close themselves; a connection not logged in closes now.
+            channel.eventLoop.scheduleTask(in: .seconds(1)) { channel.close(promise: nil) }
+        }
+        return max(told, open.count)
+    }
+
+    /// Open connections per listener (`native`, `http`, ...).
+    func connectionsByTransport() -> [String: Int] {
+        let listeners = self.listeners
+        return connections.withLock { c in
+            var counts: [String: Int] = [:]
+            for (_, index) in c.open.values { counts[listeners[index].name, default: 0] += 1 }
+            return counts
+        }
+    }
+
+    /// Sets what a `shutdown` command does (`parley serve`: stop the service group).
+    public func onShutdownRequest(_ body: @escaping @Sendable () -> Void) {
+        shutdownRequest.withLock { $0 = body }
+    }
+
+    /// Asks for a graceful shutdown, as SIGTERM does.
+    public func requestShutdown() {
+        if let body = shutdownRequest.withLock({ $0 }) {
+            body()
+        } else {
+            Task { await self.shutdown() }
+        }
+    }
+
     /// Runs until a graceful shutdown is requested (SIGINT/SIGTERM through the ServiceGroup), then shuts down.
     public func run() async throws {
         if port == nil { try await start() }
@@ -158,6 +243,7 @@ public final class ParleyServer: Service, Sendable {
         for channel in bound.withLock({ Array($0.values) }) {
             try? await channel.close()
         }
+        if let control = control.withLock({ $0 }) { await control.stop() }
         // Sends that passed the check before the flag was set have been queued for storage.
         await eachLoop()
         // Password checks, reads and replays under way finish; their answers (and any group

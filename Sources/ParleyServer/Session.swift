@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import ParleyCore
+import Synchronization
 
 /// One logged-in connection of a user, whatever its transport. A user may have several sessions;
 /// each gets every event.
@@ -47,6 +48,8 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     public let address: String
     /// When the session began.
     public let since: Date
+    /// When the client last sent a request (milliseconds since 1970), for `parley admin online`.
+    let lastActive: Atomic<Int64>
     /// The hash of the login token this session used or was given (revoked when the session is
     /// ended by its user, or by `logout`).
     public let tokenHash: String?
@@ -79,6 +82,7 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
         self.acknowledges = acknowledges
         self.address = address
         self.since = Date()
+        self.lastActive = Atomic(Timestamp.now.milliseconds)
         self.tokenHash = tokenHash
         self.id = id
         self.identity = identity
@@ -107,6 +111,9 @@ public final class Session: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { "session \(id) of \(identity.name)" }
+
+    /// Notes that the client just sent a request.
+    func touch() { lastActive.store(Timestamp.now.milliseconds, ordering: .relaxed) }
 
     /// The transport's name, for the user's session list.
     var transport: String { format == WireFormat.webSocket.index ? "websocket" : "native" }

@@ -63,6 +63,22 @@ enum Schema {
                 CREATE INDEX login_token_user ON login_token(user, last_used);
                 """)
         }
+        migrator.registerMigration("v3 operating") { db in
+            try db.execute(sql: """
+                CREATE TABLE ban (
+                    kind TEXT NOT NULL,          -- 'account' or 'address'
+                    target TEXT NOT NULL,        -- account key or CIDR range
+                    name TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    banned_by TEXT NOT NULL,
+                    since INTEGER NOT NULL,
+                    until INTEGER,
+                    PRIMARY KEY (kind, target)
+                );
+                CREATE TABLE setting (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                CREATE INDEX message_time ON message(time);
+                """)
+        }
         return migrator
     }
 }

@@ -63,7 +63,7 @@ public protocol BatchWriter: Sendable {
 
 /// Everything the server needs from storage. SQLite (``SQLiteStore``) is the default; tests inject
 /// stores that fail on demand.
-public typealias Storage = AccountStore & GroupStore & MessageStore & ReadPositionStore & BatchWriter
+public typealias Storage = AccountStore & GroupStore & MessageStore & ReadPositionStore & BatchWriter & OperatorStore
 
 /// One write in a commit batch.
 /// Thread safety: a value type; `Sendable`.

@@ -47,6 +47,18 @@ public final class FailingStore: Storage {
     public func lastMessageID() throws -> Int64 { try inner.lastMessageID() }
     public func messageCount() throws -> Int { try inner.messageCount() }
     public func readPosition(of user: String) throws -> Int64 { try inner.readPosition(of: user) }
+    public func bans() throws -> [Ban] { try inner.bans() }
+    public func saveBan(_ ban: Ban) throws { try inner.saveBan(ban) }
+    public func deleteBan(_ target: Ban.Target) throws -> Bool { try inner.deleteBan(target) }
+    public func setting(_ name: String) throws -> String? { try inner.setting(name) }
+    public func setSetting(_ name: String, to value: String?) throws { try inner.setSetting(name, to: value) }
+    public func countMessages(_ selection: MessageSelection) throws -> Int { try inner.countMessages(selection) }
+    public func deleteMessages(_ selection: MessageSelection) throws -> Int { try inner.deleteMessages(selection) }
+    public func messages(_ selection: MessageSelection, after: Int64, limit: Int) throws -> [StoredMessage] {
+        try inner.messages(selection, after: after, limit: limit)
+    }
+    public func statistics() throws -> StoreStatistics { try inner.statistics() }
+    public func backup(to path: String) throws { try inner.backup(to: path) }
     public func write(_ batch: [WriteItem], now: Timestamp) throws -> [Int: any Error] {
         if failing.load(ordering: .relaxed) { throw Injected() }
         if let poison = poisonText.withLock({ $0 }), batch.contains(where: { if case .message(let m, _, _) = $0 { m.text == poison } else { false } }) {
