@@ -143,6 +143,14 @@ struct Serve: AsyncParsableCommand {
             Console.line("browser client: http://\(shown == "0.0.0.0" ? "localhost" : shown):\(httpPort)/")
         }
         let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // `parley admin shutdown` and the console's `exit` stop the server as SIGTERM does.
+        server.onShutdownRequest { Task { await group.triggerGracefulShutdown() } }
+        var console: ServerConsole? = nil
+        if configuration.console && ServerConsole.available {
+            console = ServerConsole(server: server, operatorName: Admin.loginName())
+            console?.start()
+        }
+        defer { console?.stop() }
         try await group.run()
     }
 }

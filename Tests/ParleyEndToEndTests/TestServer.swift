@@ -32,11 +32,14 @@ final class TestServer: Sendable {
 
     /// A server on the same data and port as one just stopped. The port is free once the old
     /// connections have closed on both sides, so binding is tried again for up to 20 s.
-    static func restart(directory: String, port: Int) async throws -> TestServer {
+    static func restart(directory: String, port: Int, _ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         let deadline = ContinuousClock.now + .seconds(20)
         while true {
             do {
-                return try await start(directory: directory) { $0.port = port }
+                return try await start(directory: directory) {
+                    configure(&$0)
+                    $0.port = port
+                }
             } catch where ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(100))
             }

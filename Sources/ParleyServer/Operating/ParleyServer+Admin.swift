@@ -341,7 +341,7 @@ extension ParleyServer {
 
     /// Text with control characters (but line breaks and tabs) shown as `\u{…}`, so a transcript
     /// printed to a terminal cannot drive it.
-    static func printable(_ text: String) -> String {
+    public static func printable(_ text: String) -> String {
         guard text.unicodeScalars.contains(where: { ($0.value < 0x20 && $0 != "\n" && $0 != "\t") || (0x7F...0x9F).contains($0.value) }) else {
             return text
         }
