@@ -17,7 +17,7 @@ struct ProcessTests {
     /// names and the HTTP port of its second.
     /// - Parameter fileLimit: run it under `prlimit` with this many file descriptors.
     static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:],
-                      logLevel: String = "warning") async throws -> (Process, Int, http: Int) {
+                      logLevel: String = "warning", input: FileHandle? = nil) async throws -> (Process, Int, http: Int) {
         let process = Process()
         let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", logLevel]
         if let fileLimit {
@@ -31,6 +31,7 @@ struct ProcessTests {
         let output = Pipe()
         process.standardOutput = output
         if let errors { process.standardError = errors }
+        if let input { process.standardInput = input }
         try process.run()
         // The first line says where it listens, the second where the browser client is.
         let line = await Task.detached { () -> String in
