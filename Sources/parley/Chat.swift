@@ -150,28 +150,32 @@ struct Chat: AsyncParsableCommand {
             while let line = readLine(strippingNewline: true) { post.yield(.line(line)) }
             post.yield(.inputEnded)
         }.start()
-        var pending = inputs.makeAsyncIterator()
         var failed = false
         var lost = false
-        /// The next input line; nil when the input or the connection ended.
-        func nextLine() async -> String? {
-            switch await pending.next() {
-            case .line(let line)?: return line
-            case .closed?: lost = true; return nil
-            case .inputEnded?, nil: return nil
+        /// After `/password` alone: the current and the new password are the next two lines
+        /// (whole lines, so a password may hold spaces); those read so far.
+        var passwords: [String]?
+        reading: for await input in inputs {
+            let line: String
+            switch input {
+            case .line(let text): line = text
+            case .inputEnded: break reading
+            case .closed:
+                lost = true
+                break reading
             }
-        }
-        while let line = await nextLine() {
             let outcome: ChatController.Outcome
-            if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
-                // `/password` alone: the current and the new password are the next two lines
-                // (whole lines, so a password may hold spaces).
-                guard let current = await nextLine(), let new = await nextLine() else {
-                    if !lost { Self.print("/password: give the current and the new password on the next two lines") }
-                    failed = true
-                    break
+            if var answers = passwords {
+                answers.append(line)
+                guard answers.count == 2 else {
+                    passwords = answers
+                    continue
                 }
-                outcome = await controller.run(.changePassword(current: current, new: new))
+                passwords = nil
+                outcome = await controller.run(.changePassword(current: answers[0], new: answers[1]))
+            } else if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
+                passwords = []
+                continue
             } else {
                 outcome = await controller.run(line)
             }
@@ -182,6 +186,10 @@ struct Chat: AsyncParsableCommand {
                 lost = true
                 break
             }
+        }
+        if passwords != nil, !lost {
+            Self.print("/password: give the current and the new password on the next two lines")
+            failed = true
         }
         if lost {
             // The printer's last lines (a kick's reason, a logout's) come first.
