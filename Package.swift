@@ -113,7 +113,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyWire", "ParleyCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ParleyChatTests", dependencies: ["ParleyChat", "ParleyClient", "ParleyWire", "ParleyCore"], swiftSettings: swiftSettings),
         .testTarget(name: "ParleyStoreTests", dependencies: ["ParleyStore"], swiftSettings: swiftSettings),
         .target(
             name: "ParleyTestSupport",

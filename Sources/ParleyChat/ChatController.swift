@@ -11,16 +11,19 @@ public actor ChatController {
     public private(set) var client: ParleyClient
     public let me: String
     public private(set) var current: ChatScreen.Conversation = .general
+    /// What the server's events mean: lines, names learnt, whether the session ended for good.
+    public private(set) var events: ChatEvents
     /// Names seen (users and groups), for Tab completion.
-    public private(set) var knownUsers: Set<String> = []
-    public private(set) var knownGroups: Set<String> = []
-    /// Why the session ended for good (`/logout`, or the server logged it out): set, the
-    /// connection's end is not a reason to reconnect.
-    public private(set) var loggedOut: String?
+    public var knownUsers: Set<String> { events.knownUsers }
+    public var knownGroups: Set<String> { events.knownGroups }
+    /// Why the session ended for good (`/logout`; the server logged it out; an operator kicked
+    /// or banned the user): set, the connection's end is not a reason to reconnect.
+    public var ended: ChatEvents.Ending? { events.ended }
 
     public init(client: ParleyClient, me: String) {
         self.client = client
         self.me = me
+        self.events = ChatEvents(me: me)
     }
 
     /// What a command produced: lines to show, and whether it failed.
@@ -33,12 +36,9 @@ public actor ChatController {
 
     public func replaceClient(_ client: ParleyClient) { self.client = client }
 
-    public func note(_ message: WireMessage) {
-        knownUsers.insert(message.from)
-        if let room = message.room, room.lowercased() != "general" { knownGroups.insert(room) }
-    }
+    public func note(_ message: WireMessage) { events.note(message) }
 
-    public func noteUsers(_ names: [String]) { knownUsers.formUnion(names) }
+    public func noteUsers(_ names: [String]) { events.knownUsers.formUnion(names) }
 
     /// Runs one typed line.
     public func run(_ line: String) async -> Outcome {
@@ -73,18 +73,18 @@ public actor ChatController {
                 outcome.lines.append((ChatFormat.line(for: sent, me: me), nil))
             case .privateMessage(let user, let text):
                 let sent = try await client.send(text, to: user)
-                knownUsers.insert(user)
+                events.knownUsers.insert(user)
                 outcome.lines.append((ChatFormat.line(for: sent, me: me), nil))
             case .groupMessage(let group, let text):
                 let sent = try await client.send(text, in: group)
                 outcome.lines.append((ChatFormat.line(for: sent, me: me), nil))
             case .createGroup(let group):
                 try await client.request(.group(.create(group: group, inviteOnly: false)))
-                knownGroups.insert(group)
+                events.knownGroups.insert(group)
                 say("created group \(group)")
             case .joinGroup(let group):
                 try await client.request(.group(.join(group: group)))
-                knownGroups.insert(group)
+                events.knownGroups.insert(group)
                 say("joined \(group)")
             case .leaveGroup(let group):
                 try await client.request(.group(.leave(group: group)))
@@ -98,20 +98,20 @@ public actor ChatController {
                     all += page.groups ?? []
                     after = page.more == true ? page.groups?.last?.name : nil
                 } while after != nil
-                knownGroups.formUnion(all.map(\.name))
+                events.knownGroups.formUnion(all.map(\.name))
                 say(all.isEmpty ? (command == .myGroups ? "you are in no group" : "there are no groups")
                     : (command == .myGroups ? "your groups: " : "groups: ")
                         + all.map { "\($0.name) (\($0.members), owner \($0.owner)\($0.inviteOnly ? ", invite-only" : ""))" }.joined(separator: ", "))
             case .members(let group):
                 let reply = try await client.request(.groupMembers(group: group))
                 let members = reply.members ?? []
-                knownUsers.formUnion(members.map(\.username))
+                events.knownUsers.formUnion(members.map(\.username))
                 say("\(reply.group ?? group): " + members.map { "\($0.username)\($0.owner ? " (owner)" : "")\($0.online ? " *" : "")" }.joined(separator: ", ")
                     + "   (* online)")
             case .online:
                 let reply = try await client.request(.who())
                 let users = reply.users ?? []
-                knownUsers.formUnion(users)
+                events.knownUsers.formUnion(users)
                 say("online (\(reply.count ?? users.count)): " + users.joined(separator: ", ") + (reply.more == true ? ", …" : ""))
             case .invite(let group, let user):
                 try await client.request(.group(.invite(group: group, user: user)))
@@ -137,11 +137,11 @@ public actor ChatController {
                 let target: ChatScreen.Conversation
                 if name.lowercased() == "general" { target = .general }
                 else if name.hasPrefix("@") { target = .user(String(name.dropFirst())) }
-                else if knownGroups.contains(where: { $0.lowercased() == name.lowercased() }) { target = .group(name) }
+                else if events.knownGroups.contains(where: { $0.lowercased() == name.lowercased() }) { target = .group(name) }
                 else {
                     // A group of mine, or else a user.
                     let mine = try await client.request(.myGroups(after: nil)).groups ?? []
-                    knownGroups.formUnion(mine.map(\.name))
+                    events.knownGroups.formUnion(mine.map(\.name))
                     target = mine.contains { $0.name.lowercased() == name.lowercased() } ? .group(name) : .user(name)
                 }
                 current = target
@@ -154,14 +154,15 @@ public actor ChatController {
                 fail("usage: /password, or /password <current> <new>")
             case .logout(let everywhere):
                 // Set first: the server closes the connection right after its answer.
-                loggedOut = everywhere ? "logged out everywhere" : "logged out"
+                let ending = ChatEvents.Ending(kind: .loggedOut, text: everywhere ? "logged out everywhere" : "logged out")
+                events.ended = ending
                 do {
                     try await client.request(.logout(everywhere: everywhere))
                 } catch {
-                    loggedOut = nil
+                    events.ended = nil
                     throw error
                 }
-                say(loggedOut ?? "logged out")
+                say(ending.text)
                 outcome.quit = true
             case .sessions:
                 let reply = try await client.request(.sessions)
@@ -184,57 +185,14 @@ public actor ChatController {
         return outcome
     }
 
-    /// Lines for a server event (nil for events not shown).
+    /// Lines for a server event (none for events not shown); see ``ChatEvents/lines(for:)``.
     public func lines(for event: ClientEvent) -> [(ChatScreen.Line, ChatScreen.Conversation?)] {
-        switch event {
-        case .message(let message):
-            note(message)
-            var line = ChatFormat.line(for: message, me: me)
-            if message.replay == true {
-                line.text = "» " + line.text
-                line.indent += 2
-            }
-            return [(line, ChatFormat.conversation(of: message, me: me))]
-        case .replayMore(let room, let with, let before):
-            return [(ChatScreen.Line(style: .system, text: "(older messages in \(room ?? "@" + (with ?? "?")): /history, before #\(before))"), nil)]
-        case .replayEnd(let count):
-            return count == 0 ? [] : [(ChatScreen.Line(style: .system, text: "— \(count) missed message\(count == 1 ? "" : "s") —"), nil)]
-        case .presence(let changes, let snapshot):
-            knownUsers.formUnion(changes.map(\.username))
-            if snapshot {
-                let online = changes.filter(\.online).map(\.username)
-                return [(ChatScreen.Line(style: .system, text: "online: " + online.joined(separator: ", ")), nil)]
-            }
-            return changes.filter { $0.username.lowercased() != me.lowercased() }.map {
-                (ChatScreen.Line(style: .system, text: "\($0.username) \($0.online ? "came online" : "went offline")"), nil)
-            }
-        case .onlineCount(let count, _):
-            return [(ChatScreen.Line(style: .system, text: "\(count) online"), nil)]
-        case .group(let name, let event):
-            knownGroups.insert(name)
-            let text: String
-            switch event {
-            case .joined(let user): text = "\(user) joined \(name)"
-            case .left(let user): text = "\(user) left \(name)"
-            case .removed(let user, let by): text = "\(user) was removed from \(name) by \(by)"
-            case .ownerChanged(let user): text = "\(user) now owns \(name)"
-            case .modeChanged(let inviteOnly): text = "\(name) is now \(inviteOnly ? "invite-only" : "open")"
-            case .deleted: text = "\(name) was deleted"
-            }
-            return [(ChatScreen.Line(style: .system, text: text), .group(name))]
-        case .invited(let group, let by):
-            return [(ChatScreen.Line(style: .system, text: "\(by) invited you to \(group): /jg \(group)"), nil)]
-        case .shutdown(let message):
-            return [(ChatScreen.Line(style: .error, text: "server: \(message)"), nil)]
-        case .error(let error):
-            if error.code == ChatFormat.loggedOut { loggedOut = ChatFormat.words(for: error) }
-            return [(ChatScreen.Line(style: .error, text: ChatFormat.words(for: error)), nil)]
-        case .notice(let text, let by):
-            return [(ChatScreen.Line(style: .system, text: "*** notice from \(by): \(text)"), nil)]
-        case .motd(let text):
-            return [(ChatScreen.Line(style: .system, text: text), nil)]
-        case .ping, .other:
-            return []
-        }
+        events.lines(for: event)
+    }
+
+    /// Logging in again failed with `error`: lines saying why, and the session ended for good,
+    /// when trying again is pointless (see ``ChatEvents/refused(_:)``); nil to keep trying.
+    public func refused(_ error: any Error) -> [(ChatScreen.Line, ChatScreen.Conversation?)]? {
+        events.refused(error)
     }
 }

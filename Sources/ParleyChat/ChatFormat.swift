@@ -38,6 +38,18 @@ public enum ChatFormat {
                                highlight: mentions ? me : nil, indent: TextWidth.of(TextWidth.escapingControls(head)))
     }
 
+    /// A system notice from an operator, set apart from chat: `*** notice from root: the server
+    /// restarts at noon`. A text of several lines shows each under the first.
+    public static func noticeLine(text: String, by: String) -> ChatScreen.Line {
+        let head = by.isEmpty ? "*** notice: " : "*** notice from \(by): "
+        return ChatScreen.Line(style: .notice, text: head + text, indent: TextWidth.of(TextWidth.escapingControls(head)))
+    }
+
+    /// The server's welcome message (message of the day), shown at login: `*** Welcome to the chat :)`.
+    public static func motdLine(_ text: String) -> ChatScreen.Line {
+        ChatScreen.Line(style: .notice, text: "*** " + text, indent: 4)
+    }
+
     /// A line as line mode prints it: control characters escaped, and a text of several lines as
     /// several lines, each after the first indented under the message text (``ChatScreen/Line/indent``).
     public static func plainLines(_ line: ChatScreen.Line) -> [String] {
@@ -98,10 +110,33 @@ public enum ChatFormat {
             case .rateLimited: return "Too many attempts: \(error.message)."
             case .serverBusy: return "The server is busy; try again in a moment."
             case ChatFormat.loggedOut: return "logged out: \(error.message)"
+            case .kicked: return kicked(error)
+            case .banned: return banned(error)
             default: return error.message
             }
         }
         if let error = error as? ParleyClient.ClientError { return error.description }
         return "\(error)"
+    }
+
+    /// `KICKED` in words: "kicked by root: spamming" (who and why, as far as the server said).
+    static func kicked(_ error: ParleyError) -> String {
+        let by = nonEmpty(error.by), reason = nonEmpty(error.reason)
+        if by == nil, reason == nil { return error.message.isEmpty ? "kicked by an operator" : error.message }
+        return "kicked" + (by.map { " by \($0)" } ?? "") + (reason.map { ": \($0)" } ?? "")
+    }
+
+    /// `BANNED` in words: "banned by root until 2026-12-05 11:00: spam", the end in local time
+    /// (no end: "banned by root: spam"); a refused address, as the server says it.
+    static func banned(_ error: ParleyError) -> String {
+        let by = nonEmpty(error.by), reason = nonEmpty(error.reason), until = nonEmpty(error.until)
+        if by == nil, reason == nil, until == nil { return error.message.isEmpty ? "banned" : error.message }
+        return "banned" + (by.map { " by \($0)" } ?? "") + (until.map { " until \(localDateTime($0))" } ?? "")
+            + (reason.map { ": \($0)" } ?? "")
+    }
+
+    static func nonEmpty(_ text: String?) -> String? {
+        guard let text, !text.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+        return text
     }
 }

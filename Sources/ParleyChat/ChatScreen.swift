@@ -14,6 +14,8 @@ public struct Cell: Sendable, Equatable {
 /// How a cell looks. The renderer turns these into SGR codes (or nothing, without colour).
 public enum Style: Sendable, Equatable {
     case plain, general, privateMessage, group, system, error, mention, status, statusAlert, prompt
+    /// What an operator says to everyone (a notice, the message of the day): set apart from chat.
+    case notice
 }
 
 /// What the chat screen shows, as a pure model: the conversations' messages in one scrollback,

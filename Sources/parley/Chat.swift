@@ -48,7 +48,12 @@ struct Chat: AsyncParsableCommand {
         let controller = ChatController(client: client, me: me)
         if interactive {
             let color = !noColor && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
-            try await FullScreen(controller: controller, server: "\(host):\(port)", me: me, color: color).run()
+            let ending = try await FullScreen(controller: controller, server: "\(host):\(port)", me: me, color: color).run()
+            if let ending, ending.kind != .loggedOut {
+                // Kicked or banned: said once more on the normal screen, which outlives the chat's.
+                FileHandle.standardError.write(Data((TextWidth.escapingControls(ending.text) + "\n").utf8))
+                throw ExitCode(1)
+            }
         } else {
             try await lineMode(controller, client: client)
         }
@@ -105,38 +110,72 @@ struct Chat: AsyncParsableCommand {
                 let welcome = try await client.login(name, password: password)
                 return welcome.username ?? name
             } catch {
-                say(ChatFormat.words(for: error))
-                guard interactive, env["PARLEY_PASSWORD"] == nil, attempts < 5 else { throw ExitCode(1) }
+                say(TextWidth.escapingControls(ChatFormat.words(for: error)))
+                // A banned account stays banned whatever the password: no second try.
+                let banned = (error as? ParleyError)?.code == .banned
+                guard interactive, env["PARLEY_PASSWORD"] == nil, attempts < 5, !banned else { throw ExitCode(1) }
             }
         }
     }
 
     // MARK: Line mode
 
-    /// One command per input line, one plain line per event; exits 1 if any command failed.
+    /// What line mode waits for: the next input line, the end of the input, or the connection's end.
+    enum LineInput: Sendable {
+        case line(String)
+        case inputEnded
+        case closed
+    }
+
+    /// One command per input line, one plain line per event; exits 1 if any command failed or
+    /// the connection ended before the input did (the server closed it, an operator kicked or
+    /// banned the user: the reason is the last line printed). It never reconnects.
     func lineMode(_ controller: ChatController, client: ParleyClient) async throws {
         // The replay and who is online are printed before any command runs.
         _ = try? await client.next(timeout: 30, "the presence snapshot after the replay") {
             if case .presence(_, snapshot: true) = $0 { true } else { false }
         }
+        // Input lines and the connection's end arrive on one stream, so that a connection closed
+        // by the server ends the run at once, not at the next input line.
+        let (inputs, post) = AsyncStream.makeStream(of: LineInput.self)
         let printer = Task {
             for await event in client.events() {
                 for (line, _) in await controller.lines(for: event) { Self.print(line) }
             }
+            post.yield(.closed)
         }
+        // A thread of its own blocks in readLine (not one of the concurrency pool's few); it
+        // goes with the process.
+        Thread {
+            while let line = readLine(strippingNewline: true) { post.yield(.line(line)) }
+            post.yield(.inputEnded)
+        }.start()
         var failed = false
-        func nextLine() async -> String? { await Task.detached(operation: { readLine(strippingNewline: true) }).value }
-        while let line = await nextLine() {
+        var lost = false
+        /// After `/password` alone: the current and the new password are the next two lines
+        /// (whole lines, so a password may hold spaces); those read so far.
+        var passwords: [String]?
+        reading: for await input in inputs {
+            let line: String
+            switch input {
+            case .line(let text): line = text
+            case .inputEnded: break reading
+            case .closed:
+                lost = true
+                break reading
+            }
             let outcome: ChatController.Outcome
-            if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
-                // `/password` alone: the current and the new password are the next two lines
-                // (whole lines, so a password may hold spaces).
-                guard let current = await nextLine(), let new = await nextLine() else {
-                    Self.print("/password: give the current and the new password on the next two lines")
-                    failed = true
-                    break
+            if var answers = passwords {
+                answers.append(line)
+                guard answers.count == 2 else {
+                    passwords = answers
+                    continue
                 }
-                outcome = await controller.run(.changePassword(current: current, new: new))
+                passwords = nil
+                outcome = await controller.run(.changePassword(current: answers[0], new: answers[1]))
+            } else if (try? ChatCommand.parse(line)) == ChatCommand.changePassword(current: nil, new: nil) {
+                passwords = []
+                continue
             } else {
                 outcome = await controller.run(line)
             }
@@ -144,10 +183,19 @@ struct Chat: AsyncParsableCommand {
             failed = failed || outcome.failed
             if outcome.quit { break }
             if !client.isActive {
-                Self.print("connection lost")
-                failed = true
+                lost = true
                 break
             }
+        }
+        if passwords != nil, !lost {
+            Self.print("/password: give the current and the new password on the next two lines")
+            failed = true
+        }
+        if lost {
+            // The printer's last lines (a kick's reason, a logout's) come first.
+            await printer.value
+            if await controller.ended == nil { Self.print("connection lost") }
+            failed = true
         }
         await client.close()
         printer.cancel()

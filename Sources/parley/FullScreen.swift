@@ -26,6 +26,8 @@ struct FullScreen {
         case disconnected
         case reconnected(ParleyClient)
         case reconnectFailed(String)
+        /// Logging in again was refused for good (banned; the password no longer works).
+        case reconnectRefused(ParleyError)
     }
 
     /// What the user entered, in the order entered: a typed line, or a command the screen put
@@ -39,7 +41,10 @@ struct FullScreen {
     /// that is not sent, and the screen says so.
     static let maxWaitingLines = 1000
 
-    func run() async throws {
+    /// Runs until the user leaves.
+    /// - Returns: why the session ended for good (logged out, kicked, banned), if it did.
+    @discardableResult
+    func run() async throws -> ChatEvents.Ending? {
         let terminal = Terminal(color: color)
         terminal.enterRawMode()
         defer { terminal.restore() }
@@ -179,10 +184,12 @@ struct FullScreen {
                 redraw(force: true)
             case .disconnected:
                 guard !quitting else { break }
-                if let reason = await controller.loggedOut {
-                    // Logged out (here, or by the server): reconnecting would undo it.
-                    screen.connection = "logged out"
-                    screen.system("\(reason); /quit or Ctrl-C leaves", style: .error)
+                if let ending = await controller.ended {
+                    // Logged out (here, or by the server), kicked or banned by an operator:
+                    // reconnecting would undo it or be refused. Running `parley chat` again is
+                    // the way back, for whoever may.
+                    screen.connection = ending.status
+                    screen.system("\(ending.text); not reconnecting. /quit or Ctrl-C leaves", style: .error)
                     break
                 }
                 screen.connection = "reconnecting"
@@ -196,12 +203,19 @@ struct FullScreen {
                 screen.system("reconnected")
             case .reconnectFailed(let reason):
                 screen.connection = "offline: \(reason)"
+            case .reconnectRefused(let error):
+                for (line, conversation) in await controller.refused(error) ?? [] { screen.append(line, in: conversation) }
+                if let ending = await controller.ended {
+                    screen.connection = ending.status
+                    screen.system("not reconnecting. /quit or Ctrl-C leaves", style: .error)
+                }
             }
             if quitting { break }
             redraw()
         }
         pump.cancel()
         await controller.client.close()
+        return await controller.ended
     }
 
     /// Forwards a client's events until its connection closes, then says so.
@@ -212,7 +226,8 @@ struct FullScreen {
         }
     }
 
-    /// Tries again with a growing, jittered delay (0.5 s doubling to 30 s) until it gets back in.
+    /// Tries again with a growing, jittered delay (0.5 s doubling to 30 s) until it gets back in,
+    /// or is refused for good (`BANNED`, `INVALID_CREDENTIALS`: trying again cannot help).
     static func reconnect(_ old: ParleyClient, post: AsyncStream<Happening>.Continuation) async {
         var delay = 0.5
         while !Task.isCancelled {
@@ -220,6 +235,9 @@ struct FullScreen {
             do {
                 let client = try await old.reconnect(timeout: 5)
                 post.yield(.reconnected(client))
+                return
+            } catch let error as ParleyError where error.code == .banned || error.code == .invalidCredentials {
+                post.yield(.reconnectRefused(error))
                 return
             } catch {
                 post.yield(.reconnectFailed(ChatFormat.words(for: error)))

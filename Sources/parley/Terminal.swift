@@ -101,6 +101,7 @@ final class Terminal: @unchecked Sendable {
         guard color else {
             switch style {
             case .status, .statusAlert: return "\u{1B}[0;7m"
+            case .notice: return "\u{1B}[0;1m"
             default: return "\u{1B}[0m"
             }
         }
@@ -114,6 +115,7 @@ final class Terminal: @unchecked Sendable {
         case .mention: return "\u{1B}[0;1;33m"
         case .status: return "\u{1B}[0;7m"
         case .statusAlert: return "\u{1B}[0;7;33m"
+        case .notice: return "\u{1B}[0;1;36m"
         }
     }
 

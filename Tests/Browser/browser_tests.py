@@ -86,6 +86,25 @@ class Server:
     def url(self):
         return f"http://127.0.0.1:{self.http}/"
 
+    @property
+    def control_socket(self):
+        """Where `parley serve` listens for `parley admin`: in its data folder (a short path)."""
+        return os.path.join(self.data, "parley.sock")
+
+    def admin(self, *arguments):
+        """Runs `parley admin --socket <control socket> ARGUMENTS`, as an operator would; returns
+        its exit status and what it wrote."""
+        done = subprocess.run([PARLEY, "admin", "--socket", self.control_socket, *arguments],
+                              capture_output=True, text=True, timeout=WAIT * 2)
+        return done.returncode, done.stdout + done.stderr
+
+    def online_names(self):
+        """Who `parley admin --json online` lists, lower-cased, as the raw output (for `in`)."""
+        status, output = self.admin("--json", "online")
+        if status != 0:
+            raise AssertionError(f"parley admin --json online: {output}")
+        return output.lower()
+
     def close(self):
         self.stop()
         shutil.rmtree(self.data, ignore_errors=True)
@@ -233,6 +252,17 @@ class Page:
 
     def banner(self):
         return self.find("#banner").text if self.visible("banner") else ""
+
+    def removed_open(self):
+        return self.driver.execute_script("return document.getElementById('removed').open")
+
+    def system_lines(self):
+        """The operator's notices shown in the open conversation, as text."""
+        return [e.text for e in self.finds("#messages .msg.kind-system")]
+
+    def socket_open(self):
+        """Whether the page has a WebSocket at all (connected or connecting)."""
+        return self.driver.execute_script("return !!window.parley.link.ws")
 
     def account_open(self):
         return self.driver.execute_script("return document.getElementById('account').open")
@@ -772,6 +802,102 @@ class BrowserTests(unittest.TestCase):
         typed.wait(lambda: typed.find("#login").is_enabled(), "the login button back", timeout=60)
         typed.find("#login").click()
         typed.in_chat()
+
+    def native_login(self, name):
+        """Registers and logs in `name` natively; returns the client and the message of the day."""
+        client = Native(self.server.port)
+        self.natives.append(client)
+        client.request({"type": "register", "username": name, "password": PASSWORD})
+        client.request({"type": "login", "username": name, "password": PASSWORD})
+        motd = client.wait_for(lambda f: f.get("type") == "motd")
+        return client, motd.get("text", "")
+
+    def assert_stays_offline(self, page, name, seconds=3):
+        """`page` neither reconnects nor logs `name` in again by itself for `seconds` (its first
+        automatic try would come after half a second), and the server lists no session of theirs."""
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            self.assertFalse(page.socket_open(), "the page reconnected by itself")
+            self.assertNotIn(f'"{name.lower()}"', self.server.online_names(), f"{name} is online again")
+            time.sleep(0.25)  # polling a condition that must stay false, not ordering events
+
+    def test_kicked_by_an_operator(self):
+        carl, motd = self.native_login("Carl")  # hears notices like everyone, with the operator's name
+        self.assertTrue(motd, "the server sends a message of the day at login")
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        # The message of the day, above General, as text.
+        ann.wait(lambda: ann.visible("motd") and ann.find("#motd").text == motd, "the message of the day")
+        ann.screenshot("motd")
+        # A notice: a highlighted system line, not a chat message, naming who sent it.
+        status, output = self.server.admin("notice", "maintenance at noon <b>sharp</b>")
+        self.assertEqual(status, 0, output)
+        heard = carl.wait_for(lambda f: f.get("type") == "notice")
+        by = heard["by"]
+        self.assertTrue(by, "a notice names its operator")
+        ann.wait(lambda: any("maintenance at noon <b>sharp</b>" in line and by in line for line in ann.system_lines()), "the notice")
+        self.assertEqual(ann.finds("#messages b"), [], "shown as text")
+        self.assertNotIn("maintenance at noon <b>sharp</b>", ann.texts(), "not a chat message")
+        ann.screenshot("notice")
+        # The kick: who and why in a dialog, and the page stays offline.
+        status, output = self.server.admin("kick", "Ann", "spamming")
+        self.assertEqual(status, 0, output)
+        ann.wait(ann.removed_open, "the kick dialog")
+        self.assertEqual(ann.find("#removed-title").text, "You were kicked")
+        text = ann.find("#removed-text").text
+        self.assertIn("spamming", text)
+        self.assertIn(by, text)
+        self.assertIn("spamming", ann.driver.execute_script("return document.getElementById('banner').textContent"))
+        ann.screenshot("kicked")
+        ann.wait(lambda: not ann.socket_open(), "the connection to close")
+        ann.wait(lambda: '"ann"' not in self.server.online_names(), "Ann's session gone from the server")
+        self.assert_stays_offline(ann, "Ann")
+        self.assertTrue(ann.removed_open(), "the dialog stays until answered")
+        # Coming back by hand: the same conversation, nothing missed.
+        carl.say("while Ann was out")
+        ann.find("#removed-reconnect").click()
+        ann.in_chat()
+        ann.wait_text("while Ann was out")
+        ann.wait(lambda: not ann.visible("banner"), "the banner to go")
+        self.assertFalse(ann.removed_open())
+
+    def test_banned_by_an_operator(self):
+        ann = self.page()
+        ann.register("Ann")
+        ann.in_chat()
+        elsewhere = self.native("Ann", register=False)  # a native session of the same account
+        status, output = self.server.admin("ban", "Ann", "spam")
+        self.assertEqual(status, 0, output)
+        closed = elsewhere.wait_for(lambda f: f.get("type") == "error")
+        self.assertEqual(closed["code"], "BANNED")
+        by = closed["by"]
+        # The live page: who and why, and no reconnecting.
+        ann.wait(ann.removed_open, "the ban dialog")
+        self.assertEqual(ann.find("#removed-title").text, "You are banned")
+        self.assertIn("spam", ann.find("#removed-text").text)
+        self.assertIn(by, ann.find("#removed-text").text)
+        ann.screenshot("banned")
+        ann.wait(lambda: not ann.socket_open(), "the connection to close")
+        self.assert_stays_offline(ann, "Ann")
+        # Reconnecting by hand: the login is refused, and the sign-in form says why (once: no loop).
+        ann.find("#removed-reconnect").click()
+        ann.wait(lambda: ann.visible("signin") and "spam" in ann.signin_status(), "the refusal at the sign-in form")
+        self.assertIn(by, ann.signin_status())
+        self.assertIn("banned", ann.signin_status())
+        self.assertFalse(ann.driver.execute_script("return window.parley.app.loggedIn"))
+        # A typed login is refused the same way; a ban with an end says until when.
+        bob, _ = self.native_login("Bob")
+        bob.close()
+        status, output = self.server.admin("ban", "Bob", "--for", "2h", "flooding")
+        self.assertEqual(status, 0, output)
+        typed = self.page()
+        typed.login("Bob")
+        typed.wait(lambda: "flooding" in typed.signin_status(), "the refusal of a typed login")
+        self.assertIn("until", typed.signin_status())
+        self.assertIn(by, typed.signin_status())
+        self.assertTrue(typed.visible("signin"))
+        typed.screenshot("banned-login")
 
     def test_startup_time(self):
         page = self.page()

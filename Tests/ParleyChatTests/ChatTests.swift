@@ -1,4 +1,5 @@
 import ParleyChat
+import ParleyClient
 import ParleyCore
 import ParleyWire
 import Testing
@@ -62,6 +63,114 @@ struct ChatTests {
         #expect(ChatFormat.sessionLines([]) == ["no sessions"])
         let error = ParleyError(ChatFormat.loggedOut, "your password was changed")
         #expect(ChatFormat.words(for: error) == "logged out: your password was changed")
+    }
+
+    /// The texts of event lines.
+    static func texts(_ lines: [(ChatScreen.Line, ChatScreen.Conversation?)]?) -> [String]? {
+        lines?.map { $0.0.text }
+    }
+
+    @Test("an operator's notice and the message of the day are system lines set apart from chat, in no conversation; the message of the day once per text, not again at a reconnect's login")
+    func noticeAndMotd() {
+        // (Mutating calls are made outside #expect, whose expansion may copy what it evaluates.)
+        var events = ChatEvents(me: "alice")
+        let motd = events.lines(for: .motd(text: "Welcome to the chat :)"))
+        #expect(motd.map { $0.0 } == [ChatScreen.Line(style: .notice, text: "*** Welcome to the chat :)", indent: 4)])
+        #expect(motd.allSatisfy { $0.1 == nil }, "counted as unread nowhere")
+        let again = events.lines(for: .motd(text: "Welcome to the chat :)"))
+        #expect(again.isEmpty, "a reconnect's login does not repeat it")
+        let empty = events.lines(for: .motd(text: ""))
+        #expect(empty.isEmpty, "an empty one is not shown")
+        let changed = events.lines(for: .motd(text: "New rules: be kind"))
+        #expect(Self.texts(changed) == ["*** New rules: be kind"], "a changed one is")
+
+        let notice = events.lines(for: .notice(text: "restart at noon\nback by one", by: "root"))
+        #expect(notice.count == 1)
+        #expect(notice.first?.1 == nil)
+        #expect(notice.first?.0.style == .notice)
+        #expect(Self.texts(notice) == ["*** notice from root: restart at noon\nback by one"])
+        let pad = String(repeating: " ", count: "*** notice from root: ".count)
+        #expect(notice.map { ChatFormat.plainLines($0.0) } == [["*** notice from root: restart at noon", pad + "back by one"]],
+                "line mode: each line under the text")
+        let anonymous = events.lines(for: .notice(text: "hi", by: ""))
+        #expect(Self.texts(anonymous) == ["*** notice: hi"], "no name, no 'from'")
+        #expect(events.ended == nil, "notices end nothing")
+
+        // What an operator types is shown as text: escapes do not reach the terminal.
+        let hostile = events.lines(for: .notice(text: "\u{1B}[2Jgotcha\u{7}", by: "root"))
+        #expect(hostile.map { ChatFormat.plainLines($0.0) } == [["*** notice from root: ^[[2Jgotcha\\u{7}"]])
+        let hostileMotd = events.lines(for: .motd(text: "\u{1B}]0;owned\u{7}hello"))
+        var screen = ChatScreen(server: "h")
+        for (line, conversation) in hostile + hostileMotd { screen.append(line, in: conversation) }
+        let cells = screen.render(width: 60, height: 5).rows
+        let rows = cells.map { row in String(row.filter { !$0.continuation }.map(\.character)) }
+        #expect(rows[1].hasPrefix("*** notice from root: ^[[2Jgotcha\\u{7}"), "\(rows)")
+        #expect(rows[2].hasPrefix("*** ^[]0;owned\\u{7}hello"), "\(rows)")
+        #expect(!rows.joined().contains("\u{1B}") && !rows.joined().contains("\u{7}"))
+        #expect(cells[1].first?.style == .notice)
+    }
+
+    @Test("KICKED: 'kicked by' the operator and why, set apart; the session has ended for good, so the client does not reconnect")
+    func kicked() {
+        var events = ChatEvents(me: "alice")
+        let kick = ParleyError(.kicked, "you were kicked by root: spamming", by: "root", reason: "spamming")
+        let lines = events.lines(for: .error(kick))
+        #expect(Self.texts(lines) == ["*** kicked by root: spamming"])
+        #expect(lines.allSatisfy { $0.0.style == .error && $0.1 == nil })
+        #expect(events.ended == ChatEvents.Ending(kind: .kicked, text: "kicked by root: spamming"))
+        #expect(events.ended?.status == "kicked")
+        // Without a reason, or with nothing but the message.
+        #expect(ChatFormat.words(for: ParleyError(.kicked, "you were kicked by root", by: "root")) == "kicked by root")
+        #expect(ChatFormat.words(for: ParleyError(.kicked, "you were kicked")) == "you were kicked")
+        // A reason with control characters is escaped wherever it is shown.
+        var hostile = ChatEvents(me: "alice")
+        let escaped = hostile.lines(for: .error(ParleyError(.kicked, "", by: "root", reason: "bye\u{1B}[2J")))
+        #expect(escaped.map { ChatFormat.plainLines($0.0) } == [["*** kicked by root: bye^[[2J"]])
+        // Other errors end nothing; LOGGED_OUT ends the session as before, in the same words.
+        var other = ChatEvents(me: "alice")
+        let slow = other.lines(for: .error(ParleyError(.slowConsumer, "you were too slow")))
+        #expect(Self.texts(slow) == ["you were too slow"])
+        #expect(other.ended == nil)
+        let loggedOut = other.lines(for: .error(ParleyError(.loggedOut, "your password was changed")))
+        #expect(Self.texts(loggedOut) == ["logged out: your password was changed"])
+        #expect(other.ended == ChatEvents.Ending(kind: .loggedOut, text: "logged out: your password was changed"))
+    }
+
+    @Test("BANNED: who, why and until when (in local time), or without end; a refused address as the server says it; live, and when logging in again, where it stops the retries")
+    func banned() {
+        let until = "2026-12-05T10:00:00Z"
+        let local = ChatFormat.localDateTime(until)
+        #expect(local.count == 16 && local != until, "yyyy-MM-dd HH:mm in local time: \(local)")
+        let ban = ParleyError(.banned, "this account is banned until \(until): spam", by: "root", reason: "spam", until: until)
+        #expect(ChatFormat.words(for: ban) == "banned by root until \(local): spam")
+        #expect(ChatFormat.words(for: ParleyError(.banned, "this account is banned: spam", by: "root", reason: "spam")) == "banned by root: spam")
+        #expect(ChatFormat.words(for: ParleyError(.banned, "connections from your address are refused")) == "connections from your address are refused")
+
+        // A live session of an account banned just now.
+        var live = ChatEvents(me: "alice")
+        let shown = live.lines(for: .error(ban))
+        #expect(Self.texts(shown) == ["*** banned by root until \(local): spam"])
+        #expect(live.ended == ChatEvents.Ending(kind: .banned, text: "banned by root until \(local): spam"))
+        #expect(live.ended?.status == "banned")
+
+        // Logging in again after a dropped connection: a ban or a password that no longer works
+        // ends the session; anything else is worth another try.
+        var again = ChatEvents(me: "alice")
+        let timedOut = again.refused(ParleyClient.ClientError.timedOut("hello"))
+        let busy = again.refused(ParleyError(.serverBusy, "busy"))
+        let full = again.refused(ParleyError(.tooManyConnections, "too many"))
+        #expect(Self.texts(timedOut) == nil && Self.texts(busy) == nil && Self.texts(full) == nil, "worth another try")
+        #expect(again.ended == nil)
+        let refused = again.refused(ban)
+        #expect(Self.texts(refused) == ["*** banned by root until \(local): spam"])
+        #expect(again.ended?.kind == .banned)
+        var address = ChatEvents(me: "alice")
+        let addressRefused = address.refused(ParleyError(.banned, "connections from your address are refused"))
+        #expect(Self.texts(addressRefused) == ["*** connections from your address are refused"])
+        var password = ChatEvents(me: "alice")
+        let wrong = password.refused(ParleyError(.invalidCredentials, "wrong"))
+        #expect(Self.texts(wrong) == ["*** could not log in again: Wrong username or password."])
+        #expect(password.ended?.kind == .loggedOut)
     }
 
     @Test("line editing: cursor moves, word jumps, deletes, Ctrl-U, Ctrl-W, history")

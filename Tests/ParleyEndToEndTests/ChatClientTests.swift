@@ -329,6 +329,155 @@ struct ChatClientTests {
         await restarted.stop()
     }
 
+    /// The next error frame `client` is sent without a request (a kick, a ban).
+    static func nextError(_ client: ParleyClient, _ what: String) async throws -> ParleyError {
+        let event = try await client.next(what) { if case .error = $0 { true } else { false } }
+        guard case .error(let error) = event else { throw ParleyClient.ClientError.timedOut(what) }
+        return error
+    }
+
+    /// Has `parley admin notice` send `text` and returns the operator's name as the server
+    /// gives it, from `listener`'s copy.
+    static func notice(_ s: TestServer, _ text: String, heardBy listener: ParleyClient) async throws -> String {
+        let sent = try await s.admin("notice", text)
+        #expect(sent.status == 0, "\(sent.output)")
+        let event = try await listener.next("the notice") { if case .notice(text, _) = $0 { true } else { false } }
+        guard case .notice(_, let by) = event else { throw ParleyClient.ClientError.timedOut("the notice") }
+        #expect(!by.isEmpty, "a notice names who sent it")
+        return by
+    }
+
+    @Test("an operator in parley chat: the message of the day at login, a notice as a system line, a kick with who and why; the client stops, does not reconnect, says so again on leaving, and the user may come back by hand")
+    func kickedByAnOperator() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        try await s.register("alice")
+        let bob = try await s.user("bob")
+        // Wide, so that no line of the test wraps whatever the operator's name.
+        let alice = try Self.chat(s, user: "alice", width: 140)
+        defer { alice.kill() }
+        try await alice.waitFor("[connected]")
+        try await alice.waitFor("*** " + s.server.configuration.motd)
+        #expect(try await bob.presence(of: "alice"))
+        // A second session of alice's: a kick closes every one, and this one shows the frame.
+        let elsewhere = try await s.user("alice", register: false)
+
+        let by = try await Self.notice(s, "maintenance at noon", heardBy: bob)
+        try await alice.waitFor("*** notice from \(by): maintenance at noon")
+        #expect(alice.screen.contains("[connected]"), "a notice ends nothing")
+
+        let kick = try await s.admin("kick", "alice", "spamming")
+        #expect(kick.status == 0, "\(kick.output)")
+        let error = try await Self.nextError(elsewhere, "the kick")
+        #expect(error.code == .kicked)
+        #expect(error.reason == "spamming")
+        #expect(error.by == by, "the same operator")
+        let kickedBy = error.by ?? by
+        try await alice.waitFor("*** kicked by \(kickedBy): spamming")
+        try await alice.waitFor("kicked by \(kickedBy): spamming; not reconnecting")
+        try await alice.waitFor("[kicked]")
+        // No session comes back by itself: alice goes offline and stays so for a few seconds
+        // (a reconnecting client's first try comes within 0.75 s), and the server lists her nowhere.
+        try await bob.wentOffline("alice")
+        let back = try? await bob.next(timeout: 3, "alice back online") {
+            $0.presenceChanges?.contains { $0.username.lowercased() == "alice" && $0.online } == true
+        }
+        #expect(back == nil, "the kicked client reconnected")
+        #expect(alice.screen.contains("[kicked]") && !alice.screen.contains("[reconnecting]"), "\(alice.screen)")
+        let online = try await s.admin("--json", "online")
+        #expect(online.status == 0, "\(online.output)")
+        #expect(!online.output.lowercased().contains("\"alice\""), "\(online.output)")
+        // Leaving: the reason stays on the normal screen, and the status says it failed.
+        try alice.press("C-c")
+        try await eventually("the client to exit") { alice.exited }
+        #expect(alice.screen.contains("kicked by \(kickedBy): spamming"), "\(alice.screen)")
+        #expect(try alice.tmux(["display-message", "-p", "-t", alice.name, "#{pane_dead_status}"]).hasPrefix("1"))
+        // A kick is no ban: coming back by hand works.
+        let again = try Self.chat(s, user: "alice", width: 140)
+        defer { again.kill() }
+        try await again.waitFor("[connected]")
+        await elsewhere.close()
+        await bob.close()
+        await s.stop()
+    }
+
+    @Test("a ban in parley chat: the live session shows who banned it and why and is not reconnected; logging in again is refused with the reason, at once")
+    func bannedByAnOperator() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        try await s.register("alice")
+        let alice = try Self.chat(s, user: "alice", width: 140)
+        defer { alice.kill() }
+        try await alice.waitFor("[connected]")
+        let elsewhere = try await s.user("alice", register: false)
+        let ban = try await s.admin("ban", "alice", "spam")
+        #expect(ban.status == 0, "\(ban.output)")
+        let error = try await Self.nextError(elsewhere, "the ban")
+        #expect(error.code == .banned)
+        #expect(error.reason == "spam")
+        #expect(error.until == nil, "a ban without end")
+        let by = try #require(error.by)
+        try await alice.waitFor("*** banned by \(by): spam")
+        try await alice.waitFor("[banned]")
+        #expect(!alice.screen.contains("[reconnecting]"), "\(alice.screen)")
+        // A new login (line mode, as a script would) is refused with the reason: status 1, no retry.
+        let login = try await runProgram(ProcessTests.executable, ["chat", "--port", "\(s.port)", "--user", "alice"],
+                                         environment: ["PARLEY_PASSWORD": TestServer.password])
+        #expect(login.status == 1, "\(login.output)")
+        #expect(login.output.contains("banned by \(by): spam"), "\(login.output)")
+        await elsewhere.close()
+        await s.stop()
+    }
+
+    @Test("line mode prints the message of the day, a notice and a kick as lines, and ends at once when kicked (status 1) though its input is still open")
+    func lineModeKicked() async throws {
+        let s = try await TestServer.start()
+        defer { s.removeData() }
+        try await s.register("alice")
+        let bob = try await s.user("bob")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.parley)
+        process.arguments = ["chat", "--port", "\(s.port)", "--user", "alice"]
+        process.environment = ["PATH": "/usr/bin:/bin", "PARLEY_PASSWORD": TestServer.password]
+        // Standard input stays open: only the server's closing the connection can end the client.
+        let stdin = Pipe(), stdout = Pipe()
+        process.standardInput = stdin
+        process.standardOutput = stdout
+        process.standardError = stdout
+        try process.run()
+        defer {
+            if process.isRunning { process.terminate() }
+            try? stdin.fileHandleForWriting.close()
+        }
+        #expect(try await bob.presence(of: "alice"))
+        let by = try await Self.notice(s, "maintenance at noon", heardBy: bob)
+        let kick = try await s.admin("kick", "alice", "spamming")
+        #expect(kick.status == 0, "\(kick.output)")
+        let watchdog = Task {
+            try await Task.sleep(for: .seconds(20))
+            if process.isRunning {
+                Issue.record("the client still ran 20 s after the kick")
+                process.terminate()
+            }
+        }
+        let output = await withTaskCancellationHandler {
+            await Task.detached { String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
+        } onCancel: {
+            if process.isRunning { process.terminate() }
+        }
+        await Task.detached { process.waitUntilExit() }.value
+        watchdog.cancel()
+        #expect(process.terminationStatus == 1, "\(output)")
+        let lines = output.split(separator: "\n").map(String.init)
+        #expect(lines.contains("*** " + s.server.configuration.motd), "\(output)")
+        #expect(lines.contains("*** notice from \(by): maintenance at noon"), "\(output)")
+        #expect(lines.last == "*** kicked by \(by): spamming", "the kick is the last word: \(output)")
+        #expect(!output.contains("connection lost"), "\(output)")
+        #expect(!output.contains("\u{1B}"), "no escape codes in line mode")
+        await bob.close()
+        await s.stop()
+    }
+
     @Test("line mode: commands piped in, one plain line per event, the exit status says whether all succeeded; as a guest too")
     func lineMode() async throws {
         let s = try await TestServer.start { $0.guests = true }

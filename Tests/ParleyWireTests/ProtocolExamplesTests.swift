@@ -64,6 +64,13 @@ struct ProtocolExamplesTests {
         #expect(documented.contains(json(.invited(group: "Devs", by: "Alice"))))
         #expect(documented.contains(json(.shutdown(message: "the server is shutting down"))))
         #expect(documented.contains(json(.replayEnd(count: 1))))
+        #expect(documented.contains(json(.notice(text: "the server restarts at noon", by: "root"))))
+        #expect(documented.contains(json(.motd(text: "Welcome to the chat :)"))))
+        func frameJSON(_ frame: ServerFrame) -> String { String(decoding: frame.json(), as: UTF8.self) }
+        #expect(documented.contains(frameJSON(.error(ParleyError(.kicked, "you were kicked by root: spamming", by: "root", reason: "spamming")))))
+        let until = "2026-12-05T10:00:00Z"
+        let banned = ParleyError(.banned, "this account is banned until \(until): spam", by: "root", reason: "spam", until: until)
+        #expect(documented.contains(frameJSON(.error(banned, id: .int(2)))))
         let stored = StoredMessage(id: 42, time: Timestamp(milliseconds: 1_795_298_002_297), sender: "Alice", room: .general, roomName: "general", text: "hi")
         var fast = ServerFrame.messageFrame(stored, allocator: ByteBufferAllocator())
         fast.moveReaderIndex(forwardBy: 4)

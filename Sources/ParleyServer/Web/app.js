@@ -26,7 +26,24 @@ const ERRORS = {
   SERVER_SHUTTING_DOWN: 'The server is shutting down.',
   GUEST_NOT_ALLOWED: 'Guests cannot do that.',
 };
-const describe = (error) => ERRORS[error.code] || error.message || error.code;
+const sentence = (text) => (text ? text.charAt(0).toUpperCase() + text.slice(1) : '');
+const describe = (error) => {
+  if (error.code === 'KICKED') return kickedText(error);
+  if (error.code === 'BANNED') return bannedText(error);
+  return ERRORS[error.code] || error.message || error.code;
+};
+
+// An operator's doing in words, from the error's own fields (who, why, until when), each of them
+// optional; with none, the server's message.
+function kickedText(error) {
+  if (!error.by && !error.reason) return sentence(error.message) || 'You were disconnected by an operator.';
+  return `You were kicked${error.by ? ' by ' + error.by : ''}${error.reason ? ': ' + error.reason : '.'}`;
+}
+function bannedText(error) {
+  if (!error.by && !error.reason && !error.until) return sentence(error.message) || 'You are banned from this server.';
+  return `This account is banned${error.by ? ' by ' + error.by : ''}${error.until ? ' until ' + formatDateTime(error.until) : ''}`
+    + (error.reason ? ': ' + error.reason : '.');
+}
 
 const store = {
   get token() { return localStorage.getItem('parley.token'); },
@@ -126,6 +143,9 @@ const app = {
   backoff: 0,        // seconds of the last wait after RATE_LIMITED (doubles while it lasts)
   retry: null,       // cancels the countdown to the next automatic login
   hold: null,        // cancels the countdown that keeps the sign-in buttons off
+  motd: '',          // the server's welcome message, sent at every login
+  removed: null,     // the KICKED or BANNED error that ended the session: no reconnecting by itself
+  refused: null,     // why an automatic login was refused for good (BANNED): not tried again by itself
 };
 
 function keyOf(message) {
@@ -197,8 +217,11 @@ function onFrame(f) {
       break;
     case 'ping': link.post({ type: 'pong' }); break;
     case 'shutdown': banner('The server is restarting: reconnecting…'); break;
+    case 'notice': operatorNotice(f); break;
+    case 'motd': app.motd = typeof f.text === 'string' ? f.text : ''; renderMotd(); break;
     case 'error':
       if (f.code === 'LOGGED_OUT') signedOut(f.message || 'You were logged out.');
+      else if (f.code === 'KICKED' || f.code === 'BANNED') removed(f);
       else if (f.code === 'TOO_MANY_CONNECTIONS' || f.code === 'SERVER_BUSY') setStatus(describe(f));
       else if (f.code !== 'SERVER_SHUTTING_DOWN') chatStatus(describe(f));
       break;
@@ -246,6 +269,17 @@ function mentions(text) {
 function notice(c, text) {
   c.items.push({ notice: true, text, time: new Date().toISOString(), id: null });
   if (c.key === app.openKey && !app.replaying) renderMessages();
+}
+
+// A system notice from an operator, to everyone online: a highlighted line in General and, so
+// that it is seen wherever one is, in the open conversation too.
+function operatorNotice(f) {
+  const time = new Date().toISOString();
+  for (const key of new Set(['room:general', app.openKey])) {
+    const c = conv(key);
+    c.items.push({ system: true, by: f.by || '', text: typeof f.text === 'string' ? f.text : '', time, id: null });
+    if (c.key === app.openKey && !app.replaying) renderMessages();
+  }
 }
 
 let ackTimer = null;
@@ -314,7 +348,12 @@ function banner(text) { $('banner').textContent = text; $('banner').hidden = !te
 function autoLogin() {
   if (app.loggedIn || !link.connected) return;
   const token = store.token, user = store.user;
-  if (token && user) {
+  if (app.refused) {
+    // Refused for good on this page (banned): the reason stays at the sign-in form.
+    banner('');
+    showSignin();
+    setStatus(app.refused);
+  } else if (token && user) {
     login({ username: user, token, since: app.resuming ? app.newest : undefined }, true);
   } else if (app.resuming && app.guest && app.me) {
     login({ guestName: app.me }, true);
@@ -383,6 +422,7 @@ async function login(credentials, automatic) {
     app.me = learn(welcome.username);
     app.guest = welcome.guest === true;
     app.loggedIn = true;
+    app.refused = null;
     if (!app.guest) store.save(welcome.username, welcome.token);
     if (app.guest) app.replaying = false;
     banner('');
@@ -393,6 +433,15 @@ async function login(credentials, automatic) {
     app.replaying = false;
     if (error.code === 'DISCONNECTED') return;
     if (error.code === 'RATE_LIMITED') { rateLimited(error, automatic); return; }
+    if (error.code === 'BANNED') {
+      // The reason (who, why, until when) at the sign-in form; an automatic login is not tried
+      // again on this page (a reload tries once more), so a ban is never a reconnecting loop.
+      if (automatic) { resetState(); app.refused = describe(error); }
+      banner('');
+      showSignin();
+      setStatus(describe(error));
+      return;
+    }
     if (automatic && error.code === 'INVALID_CREDENTIALS') store.clear();
     if (automatic && error.code !== 'INVALID_CREDENTIALS') { banner(describe(error)); return; }
     showSignin();
@@ -426,10 +475,47 @@ function stopWaiting() {
 function resetState() {
   stopWaiting();
   Object.assign(app, { me: null, guest: false, loggedIn: false, resuming: false, replaying: false, freshReplay: false,
-    newest: 0, acked: 0, onlineCount: 0, everyone: true, backoff: 0 });
+    newest: 0, acked: 0, onlineCount: 0, everyone: true, backoff: 0, removed: null });
   for (const collection of [app.convs, app.online, app.groupInfo, app.followed]) collection.clear();
   $('chat').classList.remove('show-sidebar', 'show-people');
   closeAccount();
+  closeRemoved();
+}
+
+// An operator ended this session (KICKED) or banned the account or the address (BANNED), and
+// the server closes the connection: the page says who did it and why (and until when), and
+// does not reconnect by itself. "Reconnect" (in the dialog) is the way back, by hand: after a
+// kick it logs in again with the token; under a ban the sign-in form shows the refusal.
+function removed(f) {
+  link.close();
+  const text = describe(f);
+  const inChat = app.loggedIn || !$('chat').hidden;
+  app.removed = f;
+  app.loggedIn = false;
+  app.followed.clear();
+  stopWaiting();
+  closeAccount();
+  banner(text);
+  if (!inChat) {
+    // Refused before any login (an address ban): the reason at the sign-in form too.
+    showSignin();
+    setStatus(text);
+    return;
+  }
+  $('removed-title').textContent = f.code === 'KICKED' ? 'You were kicked' : 'You are banned';
+  $('removed-text').textContent = text;
+  if (!$('removed').open) $('removed').showModal();
+}
+
+function closeRemoved() {
+  if ($('removed').open) $('removed').close();
+}
+
+function reconnectByHand() {
+  closeRemoved();
+  app.removed = null;
+  banner('Connecting…');
+  link.open();
 }
 
 // The server ended this session (LOGGED_OUT: the password changed, "log out everywhere", or
@@ -459,9 +545,13 @@ async function logOut() {
   }
   if (link.connected) { location.reload(); return; }
   // Offline: the page cannot be loaded again from the server, so it starts over here.
+  const wasRemoved = app.removed !== null;
   resetState();
   showSignin();
   banner('Offline: reconnecting…');
+  // After a kick or a ban the page had stopped reconnecting: it connects again to revoke the
+  // token (and logs in as nobody).
+  if (wasRemoved) link.open();
 }
 
 function showSignin() {
@@ -637,7 +727,28 @@ function formatTime(iso) {
   return d.toDateString() === now.toDateString() ? hm : d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + hm;
 }
 
+// A moment in full, in local time: "5 Dec 2026, 11:00" (the text as given when it is no date).
+function formatDateTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return iso;
+  return d.toLocaleString([], { year: 'numeric', month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' });
+}
+
+// The welcome message, above General's messages while one is logged in.
+function renderMotd() {
+  const open = conv(app.openKey, false);
+  $('motd').textContent = app.motd;
+  $('motd').hidden = !app.motd || !app.loggedIn || !open || open.kind !== 'general';
+}
+
 function messageElement(c, item) {
+  if (item.system) {
+    const li = el('li', 'msg kind-system');
+    const time = el('time', 'time', formatTime(item.time));
+    time.dateTime = item.time;
+    li.append(time, el('span', 'label', item.by ? `Notice from ${item.by}` : 'Notice'), el('span', 'text', item.text));
+    return li;
+  }
   const li = el('li', 'msg kind-' + (item.notice ? 'notice' : item.kind));
   if (item.notice) { li.textContent = item.text; return li; }
   li.dataset.id = item.id;
@@ -724,6 +835,7 @@ function renderHeader() {
   $('conv-info').textContent = text;
   $('leave-group').hidden = !(c.kind === 'group' && c.joined);
   $('composer').disabled = c.kind === 'group' && c.joined === false;
+  renderMotd();
 }
 
 function personItem(name, online, extra) {
@@ -886,6 +998,11 @@ async function logOutEverywhere() {
   location.reload();
 }
 
+function removedHandlers() {
+  $('removed-reconnect').addEventListener('click', reconnectByHand);
+  $('removed-close').addEventListener('click', closeRemoved);
+}
+
 function accountHandlers() {
   $('account-open').addEventListener('click', openAccount);
   $('account-close').addEventListener('click', closeAccount);
@@ -994,6 +1111,8 @@ function onState(state) {
     const was = app.loggedIn;
     app.loggedIn = false;
     app.followed.clear();
+    renderMotd();
+    if (app.removed) return; // kicked or banned: the banner says so, and nothing reconnects
     if (was || app.retry) banner('Offline: reconnecting…');
     if (app.retry) { app.retry(); app.retry = null; } // the next connection's hello logs in
   }
@@ -1002,6 +1121,7 @@ function onState(state) {
 signinHandlers();
 chatHandlers();
 accountHandlers();
+removedHandlers();
 link = new Link(onFrame, onState);
 window.parley = { app, link }; // for tests and the curious
 link.open();
