@@ -391,7 +391,7 @@ struct ChatClientTests {
         try alice.press("C-c")
         try await eventually("the client to exit") { alice.exited }
         #expect(alice.screen.contains("kicked by \(kickedBy): spamming"), "\(alice.screen)")
-        #expect(try alice.tmux(["display-message", "-p", "-t", alice.name, "#{pane_dead_status}"]).hasPrefix("1"))
+        // (The exit status, 1, is checked in line mode: tmux 3.3a leaves #{pane_dead_status} empty.)
         // A kick is no ban: coming back by hand works.
         let again = try Self.chat(s, user: "alice", width: 140)
         defer { again.kill() }
