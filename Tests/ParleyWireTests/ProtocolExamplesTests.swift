@@ -71,6 +71,8 @@ struct ProtocolExamplesTests {
         let until = "2026-12-05T10:00:00Z"
         let banned = ParleyError(.banned, "this account is banned until \(until): spam", by: "root", reason: "spam", until: until)
         #expect(documented.contains(frameJSON(.error(banned, id: .int(2)))))
+        let address = ParleyError(.banned, "connections from your address are refused: abuse", by: "root", reason: "abuse")
+        #expect(documented.contains(frameJSON(.error(address))))
         let stored = StoredMessage(id: 42, time: Timestamp(milliseconds: 1_795_298_002_297), sender: "Alice", room: .general, roomName: "general", text: "hi")
         var fast = ServerFrame.messageFrame(stored, allocator: ByteBufferAllocator())
         fast.moveReaderIndex(forwardBy: 4)
