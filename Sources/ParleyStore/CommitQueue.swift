@@ -100,9 +100,8 @@ public final class CommitQueue: Sendable {
             state.pending.removeFirst(n)
             return (batch, state.afterBatch, state.observer)
         }
-        let started = ContinuousClock.now
-        let accepted = write(batch)
-        observer?(BatchReport(operations: batch.count, duration: ContinuousClock.now - started, accepted: accepted))
+        let (accepted, duration) = write(batch)
+        observer?(BatchReport(operations: batch.count, duration: duration, accepted: accepted))
         hook?()
         let again = state.withLock { state in
             if state.pending.isEmpty {
@@ -114,9 +113,10 @@ public final class CommitQueue: Sendable {
         if again { queue.async { self.drain() } }
     }
 
-    /// Writes one batch; returns whether the store accepted it (all of it, or, written item by
-    /// item after the batch failed, at least one item).
-    private func write(_ batch: [Op]) -> Bool {
+    /// Writes one batch and runs its completions.
+    /// - Returns: whether the store accepted it (all of it, or, written item by item after the
+    ///   batch failed, at least one item), and how long the writing took.
+    private func write(_ batch: [Op]) -> (accepted: Bool, duration: Duration) {
         var clock = self.clock.withLock { $0 }
         let now = max(Timestamp.now.milliseconds, clock.lastTime)
         clock.lastTime = now
@@ -141,6 +141,7 @@ public final class CommitQueue: Sendable {
         self.clock.withLock { $0 = clock }
         var errors: [Int: any Error]
         var accepted = true
+        let started = ContinuousClock.now
         do {
             errors = try writer.write(items, now: Timestamp(milliseconds: now))
             noteAccepted()
@@ -159,6 +160,7 @@ public final class CommitQueue: Sendable {
             accepted = errors.count < items.count
             if accepted { noteAccepted() } else { noteRefused(error) }
         }
+        let duration = ContinuousClock.now - started
         for (index, op) in batch.enumerated() {
             switch op {
             case .message(_, let done): done(errors[index].map { .failure($0) } ?? .success(stored[index]!))
@@ -166,7 +168,7 @@ public final class CommitQueue: Sendable {
             case .readPosition: break
             }
         }
-        return accepted
+        return (accepted, duration)
     }
 
     private static func fail(_ op: Op, _ error: any Error) {
@@ -185,7 +187,7 @@ extension CommitQueue {
     public struct BatchReport: Sendable {
         /// Operations in the batch (messages, group changes, read positions).
         public var operations: Int
-        /// From taking the batch to its commit (or its last item-by-item write).
+        /// The writing of the batch: its transaction (and, if that failed, the item-by-item ones).
         public var duration: Duration
         /// Whether the store accepted it (see ``StoreHealth/accepting``).
         public var accepted: Bool
