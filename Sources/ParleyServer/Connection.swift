@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import ParleyCore
 import ParleyWire
+import Synchronization
 
 /// Where a connection's bytes go: a ``SessionSink`` that also carries the connection's own
 /// replies before login and can pause reading for the connection's own reasons.
@@ -19,6 +20,8 @@ protocol ConnectionSink: SessionSink {
     var holdsRequests: Bool { get }
     /// Called (on the loop) when ``holdsRequests`` turns false. Set once, at start.
     func onRelease(_ body: @escaping () -> Void)
+    /// The error the server closed the connection with (``SessionSink/close(with:)``), if it did.
+    var closeError: ParleyError? { get }
 }
 
 /// One client connection speaking the native protocol's requests, whatever carries them (length-
@@ -31,6 +34,8 @@ protocol ConnectionSink: SessionSink {
 /// Thread safety: used on its channel's event loop only.
 final class Connection {
     let hub: Hub
+    /// This connection's number in the logs (`connection=`).
+    private let id = Connection.nextID.add(1, ordering: .relaxed).oldValue
     private let baseLogger: Logger
     private var machine: ConnectionStateMachine
     private var address = "?"
@@ -49,6 +54,8 @@ final class Connection {
     /// most one reader thread however many reads it pipelines, and has at most one history page
     /// (at most a frame) in flight: a client that never reads cannot have many.
     private var historyInFlight = false
+    /// The client asked to log out (the reason its connection closed).
+    private var loggedOut = false
     private var mustHold: Bool { historyInFlight || sink.holdsRequests }
 
     init(hub: Hub, logger: Logger) {
@@ -57,10 +64,12 @@ final class Connection {
         self.machine = ConnectionStateMachine(loginTimeout: hub.configuration.loginTimeout, maxPending: hub.configuration.maxPendingRequests)
     }
 
-    /// A logger with `peer` (and, once logged in, `user`) metadata, built only when something is logged.
+    /// A logger with `connection` and `address` (and, once logged in, `user`) metadata, built
+    /// only when something is logged.
     private var logger: Logger {
         var logger = baseLogger
-        logger[metadataKey: "peer"] = "\(address)"
+        logger[metadataKey: "connection"] = "\(id)"
+        logger[metadataKey: "address"] = "\(address)"
         if let session { logger[metadataKey: "user"] = "\(session.identity.name)" }
         return logger
     }
@@ -74,6 +83,7 @@ final class Connection {
         self.channel = sink.channel
         self.address = address
         sink.onRelease { [weak self] in self?.release() }
+        logger.info("connected", metadata: ["transport": "\(Self.transport(of: sink))"])
         perform(machine.connected(), id: nil)
     }
 
@@ -81,6 +91,13 @@ final class Connection {
     func closed() {
         held = nil
         loginTimer?.cancel()
+        if let sink {
+            hub.metrics.connectionClosed(with: sink.closeError)
+            logger.info("disconnected", metadata: [
+                "transport": "\(Self.transport(of: sink))",
+                "reason": "\(Self.closeReason(sink.closeError, loggedOut: loggedOut, shuttingDown: hub.isShuttingDown))",
+            ])
+        }
         perform(machine.closed(), id: nil)
     }
 
@@ -177,7 +194,10 @@ final class Connection {
         case .register:
             guard case .register(let username, let password)? = request else { return }
             let channel = self.channel!
-            answer(hub.register(name: username, password: password, on: channel.eventLoop, unless: { !channel.isActive }), id: id) { name in
+            let registering = hub.register(name: username, password: password, on: channel.eventLoop, unless: { !channel.isActive })
+            let this = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            registering.whenFailure { error in this.value.registrationFailed(ParleyError.wrap(error), name: username) }
+            answer(registering, id: id) { name in
                 var frame = ServerFrame(type: "registered", id: id)
                 frame.result = "REGISTER_SUCCESS"
                 frame.username = name
@@ -192,19 +212,25 @@ final class Connection {
                       sink: sink, unless: { !channel.isActive }).whenComplete { result in
                 let this = this.value
                 this.perform(this.machine.requestFinished(), id: nil)
+                let method: ServerMetrics.LoginMethod = if case .token = credential { .token } else { .password }
                 switch result {
                 case .success(let attached):
+                    this.hub.metrics.login(method, .success)
                     this.perform(this.machine.loginSucceeded(), id: id, attached: attached)
                 case .failure(let error):
-                    this.perform(this.machine.loginFailed(ParleyError.wrap(error)), id: id)
+                    let error = ParleyError.wrap(error)
+                    this.loginFailed(error, method: method, name: username)
+                    this.perform(this.machine.loginFailed(error), id: id)
                 }
             }
         case .attachGuest:
             guard case .guest(let name)? = request else { return }
             do {
                 let attached = try hub.guest(wanted: name, sink: sink, address: address)
+                hub.metrics.login(.guest, .success)
                 perform(machine.loginSucceeded(), id: id, attached: attached)
             } catch {
+                loginFailed(error, method: .guest, name: name)
                 reply(.error(error, id: id))
             }
         case .startSession, .detachLateSession:
@@ -218,6 +244,7 @@ final class Connection {
             hub.forgetToken(hash: LoginToken.hash(token))
             reply(.ok(id: id))
         case .logout:
+            loggedOut = true
             if let tokenHash { hub.forgetToken(hash: tokenHash) }
             let channel = self.channel!
             let sink = self.sink!
@@ -346,6 +373,7 @@ final class Connection {
 
     /// Writes one frame to this connection, within the outbox bound.
     private func reply(_ frame: ServerFrame) {
+        if frame.type == "error", let code = frame.code { hub.metrics.error(ParleyError.Code(code)) }
         let maxFrame = hub.configuration.limits.maxFrameSize
         if let session {
             session.sendEncoded(sink.wire(frame.frame(within: maxFrame, allocator: channel.allocator)))
@@ -358,6 +386,34 @@ final class Connection {
             return
         }
         sink.write(sink.wire(frame.frame(within: maxFrame, allocator: channel.allocator)), flush: true, written: nil)
+    }
+}
+
+extension Connection {
+    /// Connections opened since the start, for their numbers in the logs.
+    static let nextID = Atomic<Int>(1)
+
+    /// A login that failed: counted by outcome and logged with its reason (the name only once
+    /// it is known to be a valid one; never the password or token).
+    private func loginFailed(_ error: ParleyError, method: ServerMetrics.LoginMethod, name: String) {
+        hub.metrics.login(method, ServerMetrics.LoginOutcome(error))
+        var metadata: Logger.Metadata = ["reason": "\(error.code)", "method": "\(method.label)"]
+        if Self.isValidName(name) { metadata["user"] = "\(name)" }
+        logger.info("login failed", metadata: metadata)
+    }
+
+    /// Whether `name` is a valid user name (only such names are logged: nothing else a stranger
+    /// sends is kept or logged).
+    private static func isValidName(_ name: String) -> Bool {
+        (try? Names.validateUsername(name)) != nil
+    }
+
+    /// A registration that was refused, logged with its reason (the name only once it is known to
+    /// be a valid one; never the password).
+    private func registrationFailed(_ error: ParleyError, name: String) {
+        var metadata: Logger.Metadata = ["reason": "\(error.code)"]
+        if Self.isValidName(name) { metadata["user"] = "\(name)" }
+        logger.info("registration refused", metadata: metadata)
     }
 }
 

@@ -131,7 +131,7 @@ extension Hub {
             let now = Date().timeIntervalSince1970
             guard let found else {
                 self.state.withLock { $0.throttle.failed(throttleKeys, now: now) }
-                self.logger.info("failed login", metadata: ["user": "\(name)", "address": "\(address)"])
+                // (Logged, with every other kind of failure, by the connection: "login failed".)
                 if case .token = credential {
                     throw ParleyError(.invalidCredentials, "that login token is not valid (any more); log in with your password")
                 }
@@ -208,7 +208,9 @@ extension Hub {
                             presence: s.presenceSnapshot(for: who.key),
                             onlineCount: s.presence.everyone ? nil : s.presence.onlineCount)
         }
-        attached.session.logger.info("logged in", metadata: ["guest": "\(attached.session.identity.isGuest)"])
+        attached.session.logger.info("logged in", metadata: [
+            "guest": "\(attached.session.identity.isGuest)", "address": "\(address)", "transport": "\(attached.session.transport)",
+        ])
         if schedulePresence { schedulePresenceFlush(in: Self.presenceWindow) }
         return attached
     }
@@ -264,6 +266,7 @@ extension Hub {
             let allocator = ByteBufferAllocator()
             switch result {
             case .success((let page, let next)) where !page.isEmpty:
+                self.metrics.replayPages.increment()
                 let frames = page.map { session.encoder.encode(.replayed($0), allocator: allocator) }
                 session.writeReplayPage(frames, newest: page.last!.id).whenSuccess {
                     self.replayPages(attached, plan: next, count: count + page.count)

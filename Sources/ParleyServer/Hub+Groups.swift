@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import ParleyCore
 import ParleyStore
@@ -42,6 +43,10 @@ extension Hub {
                         return s.accounts
                     }
                     done()
+                    let (change, target) = command.logged
+                    var metadata: Logger.Metadata = ["user": "\(me.name)", "group": "\(outcome.group.name)", "change": "\(change)"]
+                    if let target { metadata["target"] = "\(target)" }
+                    logger.info("group changed", metadata: metadata)
                     for notice in outcome.notices {
                         notify(.group(name: outcome.group.name, Self.shown(notice.event, names: names)), users: notice.recipients)
                     }

@@ -20,6 +20,7 @@ extension Hub {
             case .success(let stored):
                 committed.withLock { $0.append(Committed(message: stored, sender: session, requestID: id)) }
             case .failure(let error):
+                metrics.error(.storageFailed)
                 session.logger.error("storing a message failed", metadata: ["error": "\(error)"])
                 session.loop.execute { session.sendFinished() }
                 session.sendEncoded(session.encoder.encodeError(

@@ -26,6 +26,8 @@ public final class Hub: Sendable {
     /// bcrypt work, on its own bounded pool.
     let passwords: PasswordChecks
     let logger: Logger
+    /// What the server counts (messages, deliveries, logins, errors...).
+    let metrics: ServerMetrics
     let state: Locked<HubState>
     /// One encoder per wire format, indexed by ``WireFormat/index``.
     let encoders: [any EventEncoder]
@@ -54,7 +56,8 @@ public final class Hub: Sendable {
 
     /// - Throws: when the accounts or groups cannot be read.
     init(storage: any Storage, commits: CommitQueue, configuration: ServerConfiguration, loops: [any EventLoop],
-         threadPool: NIOThreadPool, passwords: PasswordChecks, encoders: [any EventEncoder], logger: Logger) throws {
+         threadPool: NIOThreadPool, passwords: PasswordChecks, encoders: [any EventEncoder], logger: Logger,
+         metrics: ServerMetrics = ServerMetrics()) throws {
         self.storage = storage
         self.commits = commits
         self.configuration = configuration
@@ -63,6 +66,7 @@ public final class Hub: Sendable {
         self.passwords = passwords
         self.encoders = encoders
         self.logger = logger
+        self.metrics = metrics
         self.loopQueues = loops.map { _ in LoopQueueBox() }
         let (groups, nextID) = try storage.loadGroups()
         let accounts = try storage.accountNames()
@@ -131,6 +135,7 @@ public final class Hub: Sendable {
             s.fanOutPosition = max(s.fanOutPosition, batch.last!.message.id)
             return (lists, s.formatsInUse)
         }
+        metrics.messagesStored(batch, recipients: recipients)
         let loopCount = max(loops.count, 1)
         var byLoop = Array(repeating: [LoopWork](), count: loopCount)
         var finished = Array(repeating: [Session](), count: loopCount)

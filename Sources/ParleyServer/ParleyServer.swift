@@ -28,8 +28,12 @@ public final class ParleyServer: Service, Sendable {
     let passwords: PasswordChecks
     let logger: Logger
     let listeners: [any Listener]
-    private let bound = Locked<[String: any Channel]>([:])
-    private let connections = Locked(Connections())
+    /// What the server counts (``ServerMetrics``), in a registry of its own.
+    let metrics: ServerMetrics
+    /// `/metrics` and `/health`, when ``ServerConfiguration/metricsPort`` is set.
+    let metricsListener: MetricsListener?
+    let bound = Locked<[String: any Channel]>([:])
+    let connections = Locked(Connections())
 
     /// Open connections, for shutdown and the connection limits.
     struct Connections {
@@ -60,6 +64,9 @@ public final class ParleyServer: Service, Sendable {
         threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
         passwords = PasswordChecks(threads: System.coreCount, limit: configuration.maxPasswordChecks)
+        let metrics = ServerMetrics()
+        self.metrics = metrics
+        metricsListener = configuration.metricsPort.map { MetricsListener(host: configuration.metricsHost, port: $0) }
         do {
             var listeners: [any Listener] = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration)]
             if let httpPort = configuration.httpPort {
@@ -73,8 +80,10 @@ public final class ParleyServer: Service, Sendable {
             addressBans.withLock { list in
                 for ban in bans { if case .address(let text) = ban.target, let range = AddressRange(text) { list.append((range, ban)) } }
             }
+            commits.setObserver { metrics.batchCommitted($0) }
             hub = try Hub(storage: storage, commits: commits, configuration: configuration, loops: Array(group.makeIterator()),
-                          threadPool: threadPool, passwords: passwords, encoders: [NativeEncoder(), WebSocketEncoder()], logger: logger)
+                          threadPool: threadPool, passwords: passwords, encoders: [NativeEncoder(), WebSocketEncoder()], logger: logger,
+                          metrics: metrics)
         } catch {
             try? threadPool.syncShutdownGracefully()
             try? passwords.pool.syncShutdownGracefully()
@@ -86,7 +95,7 @@ public final class ParleyServer: Service, Sendable {
     /// The port the native listener is bound to, once started.
     public var port: Int? { port(of: "native") }
 
-    /// The port of the listener named `name` (`native`, `http`), once started.
+    /// The port of the listener named `name` (`native`, `http`, `metrics`), once started.
     public func port(of name: String) -> Int? { bound.withLock { $0[name]?.localAddress?.port } }
 
     /// Binds every listener.
@@ -109,6 +118,7 @@ public final class ParleyServer: Service, Sendable {
             // The server runs without it; `parley admin` will say there is no server.
             logger.warning("no control socket: parley admin cannot reach this server", metadata: ["reason": "\(error)"])
         }
+        try await startMetricsListener()
         startMemoryTrim()
         return port ?? configuration.port
     }
@@ -151,7 +161,8 @@ public final class ParleyServer: Service, Sendable {
             return nil
         }
         if let refusal {
-            logger.notice("connection refused", metadata: ["peer": "\(address)", "reason": "\(refusal.message)"])
+            metrics.error(refusal.code)
+            logger.notice("connection refused", metadata: ["address": "\(address)", "reason": "\(refusal.message)"])
             return refusal
         }
         channel.closeFuture.whenComplete { [weak self] _ in
@@ -266,6 +277,7 @@ public final class ParleyServer: Service, Sendable {
         // Each closed session queued its read position; write everything that is pending.
         await Self.offCooperativeThreads { commits.close() }
         for listener in listeners { await listener.stop() }
+        await metricsListener?.stop()
         try? await group.shutdownGracefully()
         logger.info("stopped")
     }

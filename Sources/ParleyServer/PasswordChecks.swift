@@ -17,6 +17,8 @@ final class PasswordChecks: Sendable {
     let threads: Int
     /// Checks queued or running.
     private let waiting = Locked(0)
+    /// Checks queued or running now (for metrics).
+    var queued: Int { waiting.withLock { $0 } }
     /// Checks run to the end (for operators and tests).
     let completed = Atomic<Int>(0)
     /// Checks dropped because their connection had gone.

@@ -29,6 +29,7 @@ public final class CommitQueue: Sendable {
         var scheduled = false
         var closed = false
         var afterBatch: (@Sendable () -> Void)?
+        var observer: (@Sendable (BatchReport) -> Void)?
     }
 
     private struct Clock {
@@ -38,6 +39,7 @@ public final class CommitQueue: Sendable {
 
     private let state = Locked(State())
     private let clock: Locked<Clock>
+    private let health = Locked(StoreHealth())
     private let queue = DispatchQueue(label: "parley.commit")
     private let writer: any BatchWriter
     private let logger: Logger
@@ -92,13 +94,14 @@ public final class CommitQueue: Sendable {
     }
 
     private func drain() {
-        let (batch, hook): ([Op], (@Sendable () -> Void)?) = state.withLock { state in
+        let (batch, hook, observer): ([Op], (@Sendable () -> Void)?, (@Sendable (BatchReport) -> Void)?) = state.withLock { state in
             let n = min(state.pending.count, maxBatch)
             let batch = Array(state.pending.prefix(n))
             state.pending.removeFirst(n)
-            return (batch, state.afterBatch)
+            return (batch, state.afterBatch, state.observer)
         }
-        write(batch)
+        let (accepted, duration) = write(batch)
+        observer?(BatchReport(operations: batch.count, duration: duration, accepted: accepted))
         hook?()
         let again = state.withLock { state in
             if state.pending.isEmpty {
@@ -110,7 +113,10 @@ public final class CommitQueue: Sendable {
         if again { queue.async { self.drain() } }
     }
 
-    private func write(_ batch: [Op]) {
+    /// Writes one batch and runs its completions.
+    /// - Returns: whether the store accepted it (all of it, or, written item by item after the
+    ///   batch failed, at least one item), and how long the writing took.
+    private func write(_ batch: [Op]) -> (accepted: Bool, duration: Duration) {
         var clock = self.clock.withLock { $0 }
         let now = max(Timestamp.now.milliseconds, clock.lastTime)
         clock.lastTime = now
@@ -134,8 +140,11 @@ public final class CommitQueue: Sendable {
         // Ids handed to a batch are never reused, stored or not: ids stay strictly increasing.
         self.clock.withLock { $0 = clock }
         var errors: [Int: any Error]
+        var accepted = true
+        let started = ContinuousClock.now
         do {
             errors = try writer.write(items, now: Timestamp(milliseconds: now))
+            noteAccepted()
         } catch {
             // One bad item must not fail the others: write them one by one, each in its own
             // transaction, so only what really cannot be stored fails.
@@ -148,7 +157,10 @@ public final class CommitQueue: Sendable {
                     errors[index] = error
                 }
             }
+            accepted = errors.count < items.count
+            if accepted { noteAccepted() } else { noteRefused(error) }
         }
+        let duration = ContinuousClock.now - started
         for (index, op) in batch.enumerated() {
             switch op {
             case .message(_, let done): done(errors[index].map { .failure($0) } ?? .success(stored[index]!))
@@ -156,6 +168,7 @@ public final class CommitQueue: Sendable {
             case .readPosition: break
             }
         }
+        return (accepted, duration)
     }
 
     private static func fail(_ op: Op, _ error: any Error) {
@@ -163,6 +176,77 @@ public final class CommitQueue: Sendable {
         case .message(_, let done): done(.failure(error))
         case .groups(_, let done): done(.failure(error))
         case .readPosition: break
+        }
+    }
+}
+
+// MARK: Observing the store (metrics and health)
+
+extension CommitQueue {
+    /// What one batch cost, for metrics.
+    public struct BatchReport: Sendable {
+        /// Operations in the batch (messages, group changes, read positions).
+        public var operations: Int
+        /// The writing of the batch: its transaction (and, if that failed, the item-by-item ones).
+        public var duration: Duration
+        /// Whether the store accepted it (see ``StoreHealth/accepting``).
+        public var accepted: Bool
+    }
+
+    /// Whether the store accepts writes, as the last write (or ``probe(_:)``) found it.
+    public struct StoreHealth: Sendable {
+        /// False after a batch of which nothing could be stored (the batch failed and so did each
+        /// of its items one by one), until a batch or a probe is stored again.
+        public var accepting = true
+        /// Batches (and probes) the store refused since the start.
+        public var refusals = 0
+        /// The error of the last refusal, for operators.
+        public var lastError: String?
+        /// When the store last refused a write.
+        public var lastRefusal: Timestamp?
+    }
+
+    /// Sets the hook run on the queue's thread after each batch is written (after its
+    /// completions, before the ``setAfterBatch(_:)`` hook): its size, how long it took, whether
+    /// it was stored.
+    /// It runs on the commit thread, on the acknowledgement path: keep it to a few atomic updates.
+    public func setObserver(_ observer: @escaping @Sendable (BatchReport) -> Void) {
+        state.withLock { $0.observer = observer }
+    }
+
+    /// Whether the store accepts writes (cheap: no I/O).
+    public var storeHealth: StoreHealth { health.withLock { $0 } }
+
+    /// Asks the store, on the commit queue's thread (after what is being written now), to write
+    /// something that changes nothing: the read position of no account. `done` gets whether it was
+    /// stored, which also becomes ``storeHealth``; after ``close()``, `false`. Used by `/health`
+    /// once a write has failed, so that a server with nothing to write still finds out that its
+    /// store has come back.
+    public func probe(_ done: @escaping @Sendable (Bool) -> Void) {
+        queue.async {
+            guard !self.state.withLock({ $0.closed }) else { return done(false) }
+            do {
+                _ = try self.writer.write([.readPosition(user: "", messageID: 0)], now: Timestamp.now)
+                self.noteAccepted()
+                done(true)
+            } catch {
+                self.noteRefused(error)
+                done(false)
+            }
+        }
+    }
+
+    private func noteAccepted() {
+        health.withLock { $0.accepting = true }
+    }
+
+    private func noteRefused(_ error: any Error) {
+        let now = Timestamp.now
+        health.withLock { h in
+            h.accepting = false
+            h.refusals += 1
+            h.lastError = "\(error)"
+            h.lastRefusal = now
         }
     }
 }

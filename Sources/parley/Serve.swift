@@ -114,14 +114,12 @@ struct Serve: AsyncParsableCommand {
         var configuration = try configuration()
         raiseFileLimit()
         let descriptors = openFileLimit()
-        let env = ProcessInfo.processInfo.environment
-        let level = Logger.Level(rawValue: logLevel ?? env["PARLEY_LOG_LEVEL"] ?? "info") ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            // What strangers send (names, origins, addresses) is escaped before it is written.
-            return EscapingLogHandler(handler)
-        }
+        // (Until --log-level is part of the declared configuration.)
+        if let level = logLevel ?? ProcessInfo.processInfo.environment["PARLEY_LOG_LEVEL"] { configuration.logLevel = level }
+        // Standard error (or the console, when it owns the terminal) and, with --log-dir, one file
+        // per UTC date; what strangers send (names, origins, addresses) is escaped before it is written.
+        let logs = try ParleyLogging.bootstrap(configuration: configuration)
+        defer { logs.stop() }
         let logger = Logger(label: "parley")
         // Every connection is a file descriptor: keep the cap below what the process may open, with
         // headroom for the database, the listeners and the log, so that a connection over it is
@@ -136,11 +134,17 @@ struct Serve: AsyncParsableCommand {
             configuration.maxConnections = capped
         }
         let server = try ParleyServer(configuration: configuration, logger: logger)
+        // One server in this process: swift-metrics' global factory may be its own.
+        server.bootstrapMetricsSystem()
         let port = try await server.start()
         Console.line("parley \(configuration.serverName) listening on \(configuration.host):\(port) (native protocol); data in \(configuration.dataDirectory)")
         if let httpPort = server.port(of: "http") {
             let shown = configuration.host.contains(":") ? "[\(configuration.host)]" : configuration.host
             Console.line("browser client: http://\(shown == "0.0.0.0" ? "localhost" : shown):\(httpPort)/")
+        }
+        if let metricsPort = server.port(of: "metrics") {
+            let host = configuration.metricsHost.contains(":") ? "[\(configuration.metricsHost)]" : configuration.metricsHost
+            Console.line("metrics: http://\(host):\(metricsPort)/metrics and /health")
         }
         let group = ServiceGroup(configuration: .init(services: [server], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         // `parley admin shutdown` and the console's `exit` stop the server as SIGTERM does.

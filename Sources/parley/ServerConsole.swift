@@ -53,6 +53,8 @@ final class ServerConsole: Sendable {
         tcsetattr(STDIN_FILENO, TCSANOW, &quiet)
         Self.current.withLock { $0 = self }
         screen.withLock { $0.active = true }
+        // Log lines for standard error come here, to be written above the prompt.
+        ParleyLogging.terminalWriter = { [weak self] line in self?.emit(line) }
         emit("type help for the operator's commands")
         let thread = Thread { [self] in readKeys() }
         thread.name = "parley-console"
@@ -63,6 +65,7 @@ final class ServerConsole: Sendable {
     func stop() {
         let wasActive = screen.withLock { s in defer { s.active = false }; return s.active }
         Self.current.withLock { $0 = nil }
+        ParleyLogging.terminalWriter = nil
         guard wasActive else { return }
         Self.write("\r\u{1B}[K")
         if var t = saved.withLock({ $0 }) { tcsetattr(STDIN_FILENO, TCSANOW, &t) }

@@ -37,6 +37,8 @@ final class WebSocketSink: ConnectionSink {
         /// Requests wait while replies wait (see ``NativeSink``).
         var holds: Bool { pausedByRequests || pausedByOutput || outbox.holdsRequests }
         var released: (() -> Void)?
+        /// The error the connection was closed with (the first, if several).
+        var closedWith: ClosedWith?
     }
 
     var holdsRequests: Bool { state.value.holds }
@@ -143,7 +145,10 @@ final class WebSocketSink: ConnectionSink {
         for waiter in waiting { waiter.resume() }
     }
 
+    var closeError: ParleyError? { state.value.closedWith?.error }
+
     func close(with error: ParleyError) {
+        state.withValue { s in s.closedWith = s.closedWith ?? ClosedWith(error) }
         let code: UInt16 = switch error.code {
         case .frameTooLarge: 1009
         case .tooManyConnections, .serverBusy: 1013

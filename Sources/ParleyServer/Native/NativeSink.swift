@@ -28,6 +28,8 @@ final class NativeSink: ConnectionSink {
         var holds: Bool { byRequests || byOutput || outbox.holdsRequests }
         /// Called when ``holds`` turns false.
         var released: (() -> Void)?
+        /// The error the connection was closed with (the first, if several).
+        var closedWith: ClosedWith?
     }
 
     /// On the channel's loop.
@@ -115,9 +117,14 @@ final class NativeSink: ConnectionSink {
 
     func setReading(_ reading: Bool) { updatePause { $0.bySession = !reading } }
 
+    var closeError: ParleyError? { state.value.closedWith?.error }
+
     func close(with error: ParleyError) {
         // What is queued goes first; the error frame follows it.
-        let pending = state.withValue { s in s.outbox.take(on: channel.eventLoop) }
+        let pending = state.withValue { s -> (ByteBuffer, EventLoopPromise<Void>?)? in
+            s.closedWith = s.closedWith ?? ClosedWith(error)
+            return s.outbox.take(on: channel.eventLoop)
+        }
         if let (bytes, promise) = pending { channel.write(bytes, promise: promise) }
         Self.closeWithError(channel, error)
     }
