@@ -26,6 +26,8 @@ public struct ClientTLS: Sendable, Hashable {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
         configuration.certificateVerification = .fullVerification
+        // Closing waits this long at most for the server's close_notify.
+        configuration.shutdownTimeout = .seconds(2)
         if let caFile {
             guard FileManager.default.isReadableFile(atPath: caFile) else {
                 throw ParleyClient.ClientError.tlsFailed("cannot read the CA file \(caFile)")

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import NIOCore
 import NIOPosix
 import ParleyClient
@@ -256,8 +257,10 @@ struct TLSTests {
             configuration.dataDirectory = directory
             configuration.tlsCertificate = certificate
             configuration.tlsKey = key
+            var logger = Logger(label: "parley-test")
+            logger.logLevel = .warning
             do {
-                let server = try ParleyServer(configuration: configuration)
+                let server = try ParleyServer(configuration: configuration, logger: logger)
                 await server.shutdown()
                 return nil
             } catch {

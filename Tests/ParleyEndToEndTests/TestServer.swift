@@ -74,7 +74,8 @@ final class TestServer: Sendable {
     /// A client over TLS that trusts the authority in `ca` (not logged in): on the native port, or
     /// over WSS on the HTTP port with `webSocket`.
     func connectTLS(ca: String?, host: String = "127.0.0.1", webSocket: Bool = false, timeout: Double = 10) async throws -> ParleyClient {
-        let target = webSocket ? try #require(server.port(of: "http")) : port
+        var target = port
+        if webSocket { target = try #require(server.port(of: "http")) }
         return try await ParleyClient.connect(host: host, port: target, timeout: timeout, group: MultiThreadedEventLoopGroup.singleton,
                                               webSocket: webSocket, tls: ClientTLS(caFile: ca))
     }

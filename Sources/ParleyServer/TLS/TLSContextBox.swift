@@ -38,7 +38,7 @@ final class TLSContextBox: Sendable {
     init(certificate: String, key: String) throws {
         certificatePath = certificate
         keyPath = key
-        current = Locked(try Self.load(certificate: certificate, key: key))
+        current = Locked(try TLSContextBox.load(certificate: certificate, key: key))
     }
 
     /// The box for `configuration`, or nil when it names no certificate.
@@ -52,9 +52,9 @@ final class TLSContextBox: Sendable {
         case (let certificate?, let key?):
             return try TLSContextBox(certificate: certificate, key: key)
         case (_?, nil):
-            throw TLSSetupError("a TLS certificate needs its private key: give --tls-key (PARLEY_TLS_KEY) with --tls-cert")
+            throw TLSSetupError("a TLS certificate needs its private key: give --tls-key with --tls-cert")
         case (nil, _?):
-            throw TLSSetupError("a TLS private key needs its certificate: give --tls-cert (PARLEY_TLS_CERT) with --tls-key")
+            throw TLSSetupError("a TLS private key needs its certificate: give --tls-cert with --tls-key")
         }
     }
 
@@ -70,7 +70,7 @@ final class TLSContextBox: Sendable {
     /// - Throws: ``TLSSetupError``; the current context then stays.
     @discardableResult
     func reload() throws -> TLSCertificateSummary {
-        let loaded = try Self.load(certificate: certificatePath, key: keyPath)
+        let loaded = try TLSContextBox.load(certificate: certificatePath, key: keyPath)
         current.withLock { $0 = loaded }
         return loaded.certificate
     }
@@ -100,7 +100,7 @@ final class TLSContextBox: Sendable {
             }
             throw TLSSetupError("the TLS private key file \(keyPath) holds no PEM private key (a \"-----BEGIN ... PRIVATE KEY-----\" block)")
         }
-        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        var configuration = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { NIOSSLCertificateSource.certificate($0) }, privateKey: .privateKey(key))
         configuration.minimumTLSVersion = .tlsv12
         configuration.shutdownTimeout = shutdownTimeout
         let context: NIOSSLContext
@@ -169,7 +169,7 @@ public struct TLSCertificateSummary: Sendable, Hashable, CustomStringConvertible
         names = certificate._subjectAlternativeNames().compactMap { name -> String? in
             switch name.nameType {
             case .dnsName: return String(decoding: name.contents, as: UTF8.self)
-            case .ipAddress: return Self.address(Array(name.contents))
+            case .ipAddress: return TLSCertificateSummary.address(Array(name.contents))
             default: return nil
             }
         }
@@ -192,9 +192,10 @@ public struct TLSCertificateSummary: Sendable, Hashable, CustomStringConvertible
         }
         var text = [CChar](repeating: 0, count: 64)
         let written = bytes.withUnsafeBytes { raw in
-            text.withUnsafeMutableBufferPointer { inet_ntop(family, raw.baseAddress, $0.baseAddress, socklen_t($0.count)) }
+            text.withUnsafeMutableBufferPointer { inet_ntop(family, raw.baseAddress, $0.baseAddress, socklen_t($0.count)) != nil }
         }
-        return written == nil ? nil : String(cString: text)
+        guard written else { return nil }
+        return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Whether it is valid at `date`.
@@ -213,5 +214,20 @@ public struct TLSCertificateSummary: Sendable, Hashable, CustomStringConvertible
             "subject": "\(subject)", "names": "\(names.joined(separator: ","))", "serial": "\(serial)",
             "expires": "\(ISO8601DateFormatter().string(from: notValidAfter))", "chain": "\(chainLength)",
         ]
+    }
+}
+
+extension TLSCertificateSummary {
+    /// What `parley admin reload --json` answers.
+    struct ReloadReply: Encodable {
+        var reloaded = true
+        var subject: String
+        var names: [String]
+        var serial: String
+        var notValidAfter: String
+    }
+
+    var reloadReply: ReloadReply {
+        ReloadReply(subject: subject, names: names, serial: serial, notValidAfter: ISO8601DateFormatter().string(from: notValidAfter))
     }
 }
