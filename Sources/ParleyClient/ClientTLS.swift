@@ -85,7 +85,7 @@ public struct ClientTLS: Sendable, Hashable {
     static func reasons(_ error: BoringSSLError) -> [String] {
         switch error {
         case .sslError(let stack), .unknownError(let stack), .invalidSNIName(let stack), .failedToSetALPN(let stack):
-            return stack.map { entry in
+            return stack.map { entry -> String in
                 // "Error: 268435590 error:1000007d:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED at /…/handshake.cc:303"
                 var text = Substring("\(entry)")
                 if let start = text.range(of: "error:") {
