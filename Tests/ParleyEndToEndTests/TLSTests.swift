@@ -41,6 +41,21 @@ struct TLSTests {
         }
     }
 
+    /// Where a test's server reads its certificate and key.
+    static func served(_ pki: TestPKI) -> (certificate: String, key: String) {
+        (pki.directory + "/served.pem", pki.directory + "/served.key")
+    }
+
+    /// Puts `pair` where the server reads its certificate, as an ACME client's deploy hook does
+    /// (a new file renamed over the old).
+    static func install(_ pair: (certificate: String, key: String), at served: (certificate: String, key: String)) throws {
+        for (from, to) in [(pair.certificate, served.certificate), (pair.key, served.key)] {
+            try? FileManager.default.removeItem(atPath: to + ".new")
+            try FileManager.default.copyItem(atPath: from, toPath: to + ".new")
+            guard rename(to + ".new", to) == 0 else { throw TestPKIError(message: "cannot rename \(to).new") }
+        }
+    }
+
     @Test("a native client over TLS logs in and talks with a client on the plain loopback port; it sees the server's certificate")
     func nativeOverTLS() async throws {
         let pki = try await TestPKI.make()
@@ -186,15 +201,8 @@ struct TLSTests {
         let pki = try await TestPKI.make()
         defer { pki.remove() }
         let first = try await pki.issue(serial: 0x1001)
-        let served = (certificate: pki.directory + "/served.pem", key: pki.directory + "/served.key")
-        /// Puts `pair` where the server reads its certificate, as an ACME client does (a new file moved over the old).
-        func install(certificate: String, key: String) throws {
-            for (from, to) in [(certificate, served.certificate), (key, served.key)] {
-                try? FileManager.default.removeItem(atPath: to + ".new")
-                try FileManager.default.copyItem(atPath: from, toPath: to + ".new")
-                guard rename(to + ".new", to) == 0 else { throw TestPKIError(message: "rename failed") }
-            }
-        }
+        let served = Self.served(pki)
+        func install(certificate: String, key: String) throws { try Self.install((certificate, key), at: served) }
         try install(certificate: first.certificate, key: first.key)
         let s = try await TestServer.startTLS(served, plainPort: false)
         defer { s.removeData() }
@@ -238,6 +246,44 @@ struct TLSTests {
         await alice.close()
         await bob.close()
         await s.stop()
+    }
+
+    @Test("parley admin reload re-reads the certificate and says which it is; bad files are refused with the file named",
+          .enabled(if: FileManager.default.isExecutableFile(atPath: ProcessTests.executable.path)))
+    func adminReload() async throws {
+        let pki = try await TestPKI.make()
+        defer { pki.remove() }
+        let served = Self.served(pki)
+        let first = try await pki.issue(serial: 0x1001)
+        try Self.install(first, at: served)
+        let s = try await TestServer.startTLS(served, plainPort: false)
+        defer { s.removeData() }
+        let alice = try await s.connectTLS(ca: pki.caCertificate)
+        try await Self.signIn(alice, "alice")
+        let second = try await pki.issue(serial: 0x1002)
+        try Self.install(second, at: served)
+        let reloaded = try await s.admin("reload")
+        #expect(reloaded.output.contains("certificate reloaded, for new connections: parley-test-1002 for localhost, 127.0.0.1, serial 1002"),
+                "\(reloaded.output)")
+        let json = try await s.admin("--json", "reload")
+        let document = try #require(json.json as? [String: Any], "\(json.output)")
+        #expect(document["serial"] as? String == "1002")
+        try "-----BEGIN CERTIFICATE-----\ncut short\n".write(toFile: served.certificate, atomically: true, encoding: .utf8)
+        let refused = try await s.admin("reload", status: 1)
+        #expect((refused.output + refused.errors).contains("\(served.certificate) holds no PEM certificate"), "\(refused.errors)")
+        // Nothing was dropped, and new connections still get the last good certificate.
+        try await alice.send("after the reloads")
+        let bob = try await s.connectTLS(ca: pki.caCertificate)
+        #expect(try await bob.serverCertificate()?.serial == "1002")
+        await bob.close()
+        await alice.close()
+        await s.stop()
+        // A server without TLS says so.
+        let plain = try await TestServer.start()
+        defer { plain.removeData() }
+        let off = try await plain.admin("reload", status: 1)
+        #expect((off.output + off.errors).contains("TLS is off"), "\(off.errors)")
+        await plain.stop()
     }
 
     @Test("start-up stops with a clear message when a file is missing, not PEM, encrypted, or the key is not the certificate's")
