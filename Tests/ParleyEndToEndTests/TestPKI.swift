@@ -66,17 +66,9 @@ final class TestPKI: Sendable {
         return (directory + "/" + stem + ".pem", directory + "/" + stem + ".key")
     }
 
-    /// The base64 SHA-256 of the certificate's public key (what Chromium's
-    /// `--ignore-certificate-errors-spki-list` takes).
-    func spkiHash(of certificate: String) async throws -> String {
-        try await run(["x509", "-in", certificate, "-pubkey", "-noout", "-out", "spki.pem"])
-        try await run(["pkey", "-pubin", "-in", "spki.pem", "-outform", "der", "-out", "spki.der"])
-        return try await run(["dgst", "-sha256", "-binary", "spki.der"], base64: true)
-    }
-
     /// Runs openssl in the folder; throws with its output when it fails.
     @discardableResult
-    func run(_ arguments: [String], base64: Bool = false) async throws -> String {
+    func run(_ arguments: [String]) async throws -> String {
         let directory = self.directory
         return try await onOwnThread {
             let process = Process()
@@ -94,7 +86,7 @@ final class TestPKI: Sendable {
             guard process.terminationStatus == 0 else {
                 throw TestPKIError(message: "openssl \(arguments.joined(separator: " ")) failed: " + String(decoding: complaint, as: UTF8.self))
             }
-            return base64 ? data.base64EncodedString() : String(decoding: data, as: UTF8.self)
+            return String(decoding: data, as: UTF8.self)
         }
     }
 
