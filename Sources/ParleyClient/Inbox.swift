@@ -18,12 +18,24 @@ final class Inbox: Sendable {
         var waiters: [Waiter] = []
         var replies: [RequestID: CheckedContinuation<ServerFrame, any Error>] = [:]
         var closed = false
+        /// The first error the connection's pipeline reported (a failed TLS handshake, say).
+        var failure: (any Error)?
         var nextToken = 0
         /// When someone iterates ``ParleyClient/events()``, events go here instead of the queue.
         var stream: AsyncStream<ServerFrame>.Continuation?
     }
 
     let state = Locked(State())
+
+    /// The first error the connection's pipeline reported, if any.
+    var failure: (any Error)? { state.withLock { $0.failure } }
+
+    /// Remembers the first error the pipeline reports, for telling why the connection closed.
+    func noteFailure(_ error: any Error) {
+        state.withLock { s in
+            if s.failure == nil { s.failure = error }
+        }
+    }
 
     /// Routes one incoming frame.
     func receive(_ frame: ServerFrame) {
@@ -182,6 +194,7 @@ final class ClientHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        inbox.noteFailure(error)
         context.close(promise: nil)
     }
 }

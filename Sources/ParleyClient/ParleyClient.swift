@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ParleyCore
 import ParleyWire
 import Synchronization
@@ -17,11 +18,19 @@ public final class ParleyClient: Sendable {
         case closed
         /// Negative integer ids are the client's own (see ``request(_:timeout:)``).
         case reservedID(RequestID)
+        /// The server's TLS certificate did not verify (another authority, expired, another
+        /// name); the connection was not used. The text says why.
+        case untrustedCertificate(String)
+        /// TLS could not be set up or the handshake failed for another reason (the port speaks
+        /// plain TCP, the CA file is unreadable, no version in common).
+        case tlsFailed(String)
         public var description: String {
             switch self {
             case .timedOut(let what): "timed out waiting for \(what)"
             case .closed: "the connection is closed"
             case .reservedID(let id): "request id \(id) is reserved: negative integers are the client's own"
+            case .untrustedCertificate(let why): "the server's certificate is not trusted: \(why)"
+            case .tlsFailed(let why): "TLS failed: \(why)"
             }
         }
     }
@@ -55,13 +64,21 @@ public final class ParleyClient: Sendable {
     ///   - source: the local IP address to connect from (default: the system's choice).
     ///   - webSocket: speak over a WebSocket (`port` is then `parley serve`'s HTTP port, and the
     ///     protocol runs at `/ws`) instead of native TCP framing.
+    ///   - tls: speak TLS (to a native port with a certificate, or HTTPS/WSS with `webSocket`),
+    ///     verifying the server's certificate against the system's roots or `tls.caFile`, for the
+    ///     name `tls.serverName` or `host`; nil for plain TCP.
     /// - Throws: when the connection fails or no hello arrives within `timeout` seconds; the
-    ///   server's ``ParleyError`` when it refuses the connection (`TOO_MANY_CONNECTIONS`).
+    ///   server's ``ParleyError`` when it refuses the connection (`TOO_MANY_CONNECTIONS`);
+    ///   ``ClientError/untrustedCertificate(_:)`` when the certificate does not verify,
+    ///   ``ClientError/tlsFailed(_:)`` when TLS fails otherwise (a plain port, say).
     public static func connect(
         host: String, port: Int, timeout: Double = 10, group: (any EventLoopGroup)? = nil,
-        receiveBuffer: Int? = nil, from source: String? = nil, webSocket: Bool = false,
+        receiveBuffer: Int? = nil, from source: String? = nil, webSocket: Bool = false, tls: ClientTLS? = nil,
         rawFrame: (@Sendable (ByteBuffer) -> Bool)? = nil
     ) async throws -> ParleyClient {
+        // Made before connecting: it reads the CA file or the system's bundle (blocking, once).
+        let tlsContext = try tls?.makeContext()
+        let serverName = tls?.hostname(connectingTo: host)
         let owned: (any EventLoopGroup)? = group == nil ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
         let loops = group ?? owned!
         let inbox = Inbox()
@@ -76,6 +93,11 @@ public final class ParleyClient: Sendable {
         }
         bootstrap = bootstrap.channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
+                // TLS first, next to the socket; what is written before the handshake ends (the
+                // WebSocket upgrade) waits in it.
+                if let tlsContext {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverName))
+                }
                 if webSocket { try channel.pipeline.syncOperations.addHandler(WebSocketFraming(host: "\(host):\(port)")) }
                 try channel.pipeline.syncOperations.addHandler(
                     ClientHandler(inbox: inbox, maxFrameSize: 16 * 1024 * 1024, framed: !webSocket, rawFrame: rawFrame))
@@ -89,14 +111,23 @@ public final class ParleyClient: Sendable {
             throw error
         }
         do {
-            let hello = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: "hello") { $0.type == "hello" || $0.type == "error" }
+            // A TLS port says nothing until a client starts the handshake: a plain client there
+            // waits for a hello that never comes.
+            let what = tls != nil || webSocket ? "hello" : "hello (if the port speaks TLS, connect with TLS)"
+            let hello = try await inbox.next(on: channel.eventLoop, timeout: timeout, what: what) { $0.type == "hello" || $0.type == "error" }
             // A server over its connection limits answers with an error instead of a hello.
             if let refusal = hello.parleyError { throw refusal }
             return ParleyClient(channel: channel, inbox: inbox, hello: hello, ownsGroup: owned,
-                                address: Address(host: host, port: port, group: group, source: source, webSocket: webSocket))
+                                address: Address(host: host, port: port, group: group, source: source, webSocket: webSocket, tls: tls))
         } catch {
             try? await channel.close()
             try? await owned?.shutdownGracefully()
+            // A failed handshake closes the connection: say why rather than "closed". (Not in
+            // place of what the server said: a refusal is its own error.)
+            if let tls, error is ClientError, let failure = inbox.failure,
+               let reason = tls.clientError(for: failure, expected: tls.serverName ?? host) {
+                throw reason
+            }
             throw error
         }
     }
@@ -116,6 +147,7 @@ public final class ParleyClient: Sendable {
         var group: (any EventLoopGroup)?
         var source: String?
         var webSocket: Bool
+        var tls: ClientTLS?
     }
     let address: Address
 
@@ -140,7 +172,8 @@ public final class ParleyClient: Sendable {
         guard let login = lastLogin.withLock({ $0 }) else { throw ClientError.closed }
         try? await channel.close()
         try? await ownsGroup?.shutdownGracefully()
-        let client = try await ParleyClient.connect(host: address.host, port: address.port, timeout: timeout, group: address.group, from: address.source, webSocket: address.webSocket)
+        let client = try await ParleyClient.connect(host: address.host, port: address.port, timeout: timeout, group: address.group, from: address.source,
+                                                    webSocket: address.webSocket, tls: address.tls)
         // Nothing taken yet: the server's stored read position is the better start.
         let since: Int64? = newestTaken > 0 ? newestTaken : nil
         if let since { client.acknowledge(since) }
@@ -236,6 +269,16 @@ public final class ParleyClient: Sendable {
 
     /// Whether the connection is still open.
     public var isActive: Bool { channel.isActive }
+
+    /// Whether the connection speaks TLS.
+    public var usesTLS: Bool { address.tls != nil }
+
+    /// The certificate the server presented; nil on a plain connection.
+    /// - Throws: when the connection has closed.
+    public func serverCertificate() async throws -> ServerCertificate? {
+        guard usesTLS else { return nil }
+        return try await channel.nioSSL_peerCertificate().get().map(ServerCertificate.init)
+    }
 
     /// Resolves when the server closes the connection.
     public func waitForClose(timeout: Double = 10) async throws {

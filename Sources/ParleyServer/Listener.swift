@@ -13,10 +13,12 @@ import ParleyWire
 /// listener it was built with and reports each one's port).
 /// Thread safety: implementations are `Sendable`; ``bind(hub:group:track:logger:)`` is called once.
 protocol Listener: Sendable {
-    /// Its name in logs and in ``ParleyServer/port(of:)``: `native`, `http`, `irc`.
+    /// Its name in logs and in ``ParleyServer/port(of:)``: `native`, `native-plain`, `http`, `irc`.
     var name: String { get }
     var host: String { get }
     var port: Int { get }
+    /// Whether its connections speak TLS.
+    var speaksTLS: Bool { get }
     /// Binds and starts accepting.
     /// - Parameter admit: to call with every accepted channel, so shutdown can reach it; an error
     ///   when the connection is over a limit, to tell the client before closing it.
@@ -29,21 +31,38 @@ protocol Listener: Sendable {
 
 extension Listener {
     func stop() async {}
+    var speaksTLS: Bool { false }
 }
 
-/// The native protocol's listener: length-prefixed JSON over TCP.
+/// The native protocol's listener: length-prefixed JSON over TCP, or over TLS when it has a
+/// certificate (``tls``). With TLS, a second, plain one may listen on loopback
+/// (``ServerConfiguration/plainPort``, named ``plainName``).
 /// Thread safety: a value type; `Sendable`.
 struct NativeListener: Listener {
-    let name = "native"
+    /// The name of the plain loopback listener kept beside a TLS one.
+    static let plainName = "native-plain"
+    let name: String
     let host: String
     let port: Int
     let configuration: ServerConfiguration
+    /// The certificate to speak TLS with; nil for plain TCP.
+    let tls: TLSContextBox?
+    var speaksTLS: Bool { tls != nil }
+
+    init(name: String = "native", host: String, port: Int, configuration: ServerConfiguration, tls: TLSContextBox? = nil) {
+        self.name = name
+        self.host = host
+        self.port = port
+        self.configuration = configuration
+        self.tls = tls
+    }
 
     func bind(hub: Hub, group: any EventLoopGroup, admit: @escaping @Sendable (any Channel) -> ParleyError?, logger: Logger) async throws -> any Channel {
         let limits = configuration.limits
         let idle = configuration.idleTimeout
         let frameTimeout = configuration.frameTimeout
         let acceptFailures = AcceptFailureLog(logger: logger)
+        let tls = self.tls
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 // Out of file descriptors (or memory), accept fails at once and would be retried
@@ -63,12 +82,17 @@ struct NativeListener: Listener {
             // NIO's own queue stays short; the connection's Outbox holds the rest, coalesced.
             .childChannelOption(ChannelOptions.writeBufferWaterMark, value: Outbox.waterMark)
             .childChannelInitializer { channel in
-                if let refusal = admit(channel) {
-                    return channel.eventLoop.makeCompletedFuture {
+                // TLS first, next to the socket; everything else is appended behind it and sees
+                // plaintext. A refused client (over a connection limit) gets its error frame once
+                // the handshake is done, so a TLS client can read why; one that never finishes a
+                // handshake is closed 2 s after connecting, as a plain one that does not read is.
+                let refusal = admit(channel)
+                return channel.eventLoop.makeCompletedFuture { () throws -> Void in
+                    if let tls { try channel.pipeline.syncOperations.addTLS(tls, logger: logger) }
+                    if let refusal {
                         try channel.pipeline.syncOperations.addHandler(Refuse(error: refusal))
+                        return
                     }
-                }
-                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandlers([
                         IdleStateHandler(readTimeout: .milliseconds(Int64(idle * 1000))),
                         FrameDeadline(limit: .milliseconds(Int64(frameTimeout * 1000))),

@@ -34,6 +34,8 @@ public final class ParleyServer: Service, Sendable {
     let metricsListener: MetricsListener?
     let bound = Locked<[String: any Channel]>([:])
     let connections = Locked(Connections())
+    /// The TLS certificate of the native and HTTP listeners; nil without TLS.
+    let tls: TLSContextBox?
 
     /// Open connections, for shutdown and the connection limits.
     struct Connections {
@@ -55,7 +57,8 @@ public final class ParleyServer: Service, Sendable {
     /// prepares the threads and listeners; does not listen yet.
     /// - Parameter storage: a store to use instead of SQLite in `configuration.dataDirectory`
     ///   (tests inject one that fails on demand).
-    /// - Throws: when the data directory or database cannot be opened.
+    /// - Throws: when the data directory or database cannot be opened; ``TLSSetupError`` when the
+    ///   TLS certificate or key cannot be read, is not PEM, or the key is not the certificate's.
     public init(configuration: ServerConfiguration, storage: (any Storage)? = nil, logger: Logger = Logger(label: "parley")) throws {
         self.configuration = configuration
         self.logger = logger
@@ -68,9 +71,23 @@ public final class ParleyServer: Service, Sendable {
         self.metrics = metrics
         metricsListener = configuration.metricsPort.map { MetricsListener(host: configuration.metricsHost, port: $0) }
         do {
-            var listeners: [any Listener] = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration)]
+            let tls = try TLSContextBox.make(configuration)
+            self.tls = tls
+            if let tls {
+                let certificate = tls.certificate
+                logger.info("TLS certificate loaded", metadata: certificate.metadata)
+                if !certificate.isValid() {
+                    logger.warning("the TLS certificate is not valid now: clients will refuse it", metadata: certificate.metadata)
+                }
+            }
+            var listeners: [any Listener] = [NativeListener(host: configuration.host, port: configuration.port, configuration: configuration, tls: tls)]
+            if let plainPort = configuration.plainPort {
+                // Plain native protocol for programs on this machine (an admin script, a local
+                // bridge): loopback only, whatever --host says.
+                listeners.append(NativeListener(name: NativeListener.plainName, host: "127.0.0.1", port: plainPort, configuration: configuration))
+            }
             if let httpPort = configuration.httpPort {
-                listeners.append(try WebListener(host: configuration.host, port: httpPort, configuration: configuration))
+                listeners.append(try WebListener(host: configuration.host, port: httpPort, configuration: configuration, tls: tls))
             }
             self.listeners = listeners
             let storage = try storage ?? SQLiteStore(directory: configuration.dataDirectory, durability: configuration.durability, logger: logger)
@@ -95,7 +112,7 @@ public final class ParleyServer: Service, Sendable {
     /// The port the native listener is bound to, once started.
     public var port: Int? { port(of: "native") }
 
-    /// The port of the listener named `name` (`native`, `http`, `metrics`), once started.
+    /// The port of the listener named `name` (`native`, `native-plain`, `http`, `metrics`), once started.
     public func port(of name: String) -> Int? { bound.withLock { $0[name]?.localAddress?.port } }
 
     /// Binds every listener.
@@ -105,7 +122,10 @@ public final class ParleyServer: Service, Sendable {
         for (index, listener) in listeners.enumerated() {
             let channel = try await listener.bind(hub: hub, group: group, admit: { [weak self] in self?.admit($0, listener: index) }, logger: logger)
             bound.withLock { $0[listener.name] = channel }
-            logger.info("listening", metadata: ["address": "\(listener.host):\(channel.localAddress?.port ?? listener.port)", "protocol": "\(listener.name)"])
+            logger.info("listening", metadata: [
+                "address": "\(listener.host):\(channel.localAddress?.port ?? listener.port)", "protocol": "\(listener.name)",
+                "tls": "\(listener.speaksTLS ? "on" : "off")",
+            ])
         }
         let path = configuration.controlSocketPath
         do {
@@ -297,6 +317,38 @@ public final class ParleyServer: Service, Sendable {
                 body()
                 done.resume()
             }
+        }
+    }
+
+    /// The certificate new TLS connections get; nil when the server has no TLS.
+    public var tlsCertificate: TLSCertificateSummary? { tls?.certificate }
+
+    /// Reads the TLS certificate and key files again (after a renewal) and uses them for every
+    /// connection accepted from now on; open connections keep the certificate they started with
+    /// and are not dropped. `parley serve` calls it on SIGHUP and for `parley admin reload`.
+    ///
+    /// The files are checked before anything changes: when one is missing or unreadable, is not
+    /// PEM, or the key does not belong to the certificate, this throws and the certificate in use
+    /// stays. Reads two small files (blocking): call it off the event loops.
+    /// - Returns: what the new certificate is (subject, names, serial, expiry).
+    /// - Throws: ``TLSSetupError`` with a message for the operator, naming the file; also when the
+    ///   server runs without TLS.
+    /// Thread safety: may be called from any thread, also while connections are being accepted.
+    @discardableResult
+    public func reloadTLS() throws -> TLSCertificateSummary {
+        guard let tls else {
+            throw TLSSetupError("TLS is off: there is no certificate to reload (start the server with --tls-cert and --tls-key)")
+        }
+        do {
+            let certificate = try tls.reload()
+            logger.notice("TLS certificate reloaded: new connections get it", metadata: certificate.metadata)
+            if !certificate.isValid() {
+                logger.warning("the reloaded TLS certificate is not valid now: clients will refuse it", metadata: certificate.metadata)
+            }
+            return certificate
+        } catch {
+            logger.error("TLS certificate not reloaded; the one in use stays", metadata: ["error": "\(error)"])
+            throw error
         }
     }
 

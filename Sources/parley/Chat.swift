@@ -24,6 +24,10 @@ struct Chat: AsyncParsableCommand {
 
     @Option(help: "Server address.") var host = "127.0.0.1"
     @Option(help: "Server port (native protocol).") var port = 5555
+    @Flag(help: "Connect over TLS, verifying the server's certificate against the system's trust roots (or --ca) for the --host name.")
+    var tls = false
+    @Option(name: .customLong("ca"), help: ArgumentHelp("Trust the certificate authorities in this PEM file instead of the system's (implies --tls).", valueName: "file"))
+    var caFile: String?
     @Option(help: "Log in as this user (asks for the password unless PARLEY_PASSWORD is set).") var user: String?
     @Flag(help: "Register the --user account first.") var register = false
     @Flag(help: "Join as a guest (where the server allows guests), with --user as the name wanted.") var guest = false
@@ -33,7 +37,8 @@ struct Chat: AsyncParsableCommand {
         let interactive = Terminal.isInteractive
         let client: ParleyClient
         do {
-            client = try await ParleyClient.connect(host: host, port: port, timeout: 5, group: MultiThreadedEventLoopGroup.singleton)
+            let security = tls || caFile != nil ? ClientTLS(caFile: caFile) : nil
+            client = try await ParleyClient.connect(host: host, port: port, timeout: 5, group: MultiThreadedEventLoopGroup.singleton, tls: security)
         } catch {
             FileHandle.standardError.write(Data("Could not connect to \(host):\(port): \(Self.reason(error))\n".utf8))
             throw ExitCode(1)

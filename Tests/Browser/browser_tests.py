@@ -6,12 +6,14 @@ with PARLEY_BIN naming the parley executable. Each test saves a screenshot under
 test-output/browser/. Nothing sleeps to order events: every wait is for a condition, with a
 timeout.
 """
+import base64
 import json
 import os
 import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -40,25 +42,28 @@ GREEN, PURPLE, BLUE = (21, 128, 61), (126, 34, 206), (29, 78, 216)
 
 
 class Server:
-    """`parley serve` on free ports with its own data folder; restartable on the same ports."""
+    """`parley serve` on free ports with its own data folder; restartable on the same ports.
+    With `tls` (a TestPKI), both ports speak TLS with its server certificate."""
 
-    def __init__(self):
+    def __init__(self, tls=None):
         self.data = tempfile.mkdtemp(prefix="parley-browser-")
         self.port = 0
         self.http = 0
         self.process = None
+        self.tls = tls
         self.start()
 
     def start(self):
         deadline = time.time() + 20
+        tls = ["--tls-cert", self.tls.certificate, "--tls-key", self.tls.key] if self.tls else []
         while True:
             self.process = subprocess.Popen(
                 [PARLEY, "serve", "--port", str(self.port), "--http-port", str(self.http), "--data-dir", self.data,
-                 "--bcrypt-cost", "4", "--log-level", "warning"],
+                 "--bcrypt-cost", "4", "--log-level", "warning"] + tls,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             lines = [self.process.stdout.readline(), self.process.stdout.readline()]
             native = re.search(r"listening on [^ ]+:(\d+)", lines[0])
-            http = re.search(r"http://[^/]+:(\d+)/", lines[1])
+            http = re.search(r"https?://[^/]+:(\d+)/", lines[1])
             if native and http:
                 self.port, self.http = int(native.group(1)), int(http.group(1))
                 return
@@ -84,7 +89,7 @@ class Server:
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.http}/"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.http}/"
 
     @property
     def control_socket(self):
@@ -110,11 +115,58 @@ class Server:
         shutil.rmtree(self.data, ignore_errors=True)
 
 
-class Native:
-    """A native-protocol client (length-prefixed JSON over TCP)."""
+class TestPKI:
+    """A certificate authority and a server certificate for 127.0.0.1 and localhost, made with
+    openssl in `folder` (the same as the Swift tests' TestPKI), and the certificate's public-key
+    hash for Chromium's --ignore-certificate-errors-spki-list."""
 
-    def __init__(self, port):
+    CONFIGURATION = """[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+    def __init__(self, folder):
+        self.folder = folder
+        with open(os.path.join(folder, "openssl.cnf"), "w") as f:
+            f.write(self.CONFIGURATION)
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        self.openssl("req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", *ec, "-keyout", "ca.key", "-out", "ca.pem",
+                     "-days", "2", "-subj", "/CN=Parley Browser Test CA", "-set_serial", "1")
+        self.openssl("req", "-new", "-config", "openssl.cnf", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=parley-browser-test")
+        self.openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-set_serial", "4097", "-days", "2",
+                     "-extfile", "openssl.cnf", "-extensions", "server", "-out", "server.pem")
+        self.openssl("x509", "-in", "server.pem", "-pubkey", "-noout", "-out", "spki.pem")
+        self.openssl("pkey", "-pubin", "-in", "spki.pem", "-outform", "der", "-out", "spki.der")
+        digest = subprocess.run(["openssl", "dgst", "-sha256", "-binary", "spki.der"], cwd=folder, check=True, capture_output=True).stdout
+        self.spki = base64.b64encode(digest).decode()
+        self.ca = os.path.join(folder, "ca.pem")
+        self.certificate = os.path.join(folder, "server.pem")
+        self.key = os.path.join(folder, "server.key")
+
+    def openssl(self, *arguments):
+        subprocess.run(["openssl", *arguments], cwd=self.folder, check=True, capture_output=True)
+
+
+class Native:
+    """A native-protocol client (length-prefixed JSON over TCP, or over TLS trusting the CA file `ca`)."""
+
+    def __init__(self, port, ca=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT)
+        if ca:
+            self.sock = ssl.create_default_context(cafile=ca).wrap_socket(self.sock, server_hostname="127.0.0.1")
         self.buffer = b""
         self.next_id = 1
         self.frames = []
@@ -183,11 +235,11 @@ class Native:
         self.sock.close()
 
 
-def browser(width=1200, height=800):
+def browser(width=1200, height=800, arguments=()):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for argument in ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     f"--window-size={width},{height}", "--force-prefers-reduced-motion", "--lang=en-GB"]:
+                     f"--window-size={width},{height}", "--force-prefers-reduced-motion", "--lang=en-GB", *arguments]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
@@ -198,9 +250,9 @@ def browser(width=1200, height=800):
 class Page:
     """One person's browser tab, with the steps a person takes."""
 
-    def __init__(self, server, width=1200, height=800):
+    def __init__(self, server, width=1200, height=800, arguments=()):
         self.server = server
-        self.driver = browser(width, height)
+        self.driver = browser(width, height, arguments)
         self.driver.get(server.url)
 
     def wait(self, condition, message, timeout=WAIT):
@@ -359,8 +411,8 @@ class BrowserTests(unittest.TestCase):
         self.server.close()
         self.assertEqual(problems, [], "the browser console reported errors")
 
-    def page(self, width=1200, height=800):
-        page = Page(self.server, width, height)
+    def page(self, width=1200, height=800, arguments=()):
+        page = Page(self.server, width, height, arguments)
         self.pages.append(page)
         return page
 
@@ -462,6 +514,28 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(reply["to"], "Carl")
         ann.screenshot("talk-ann")
         bob.screenshot("talk-bob")
+
+    def test_https_and_wss(self):
+        """The client over HTTPS and its WebSocket over WSS, with a certificate made for the test
+        (Chromium trusts exactly that certificate's key: --ignore-certificate-errors-spki-list),
+        talking with a native client over TLS."""
+        folder = tempfile.mkdtemp(prefix="parley-browser-tls-")
+        self.addCleanup(shutil.rmtree, folder, True)
+        pki = TestPKI(folder)
+        self.server.close()  # setUp's plain server
+        self.server = Server(tls=pki)
+        ann = self.page(arguments=[f"--ignore-certificate-errors-spki-list={pki.spki}"])
+        self.assertTrue(ann.driver.current_url.startswith("https://127.0.0.1:"), ann.driver.current_url)
+        ann.register("Ann")
+        ann.in_chat()
+        self.assertTrue(ann.driver.execute_script("return window.parley.link.ws.url").startswith("wss://"))
+        carl = Native(self.server.port, ca=pki.ca).register_and_login("Carl")
+        self.natives.append(carl)
+        ann.say("hello over WSS")
+        carl.wait_for(lambda f: f.get("text") == "hello over WSS")
+        carl.say("hello over TLS")
+        ann.wait_text("hello over TLS")
+        ann.screenshot("https-and-wss")
 
     def test_offline_private_message_after_login(self):
         carl = self.native("Carl")

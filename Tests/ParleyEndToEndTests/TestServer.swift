@@ -58,6 +58,31 @@ final class TestServer: Sendable {
                                        from: source)
     }
 
+    /// A server speaking TLS with `certificate` (a ``TestPKI/issue(serial:)`` pair) on its native
+    /// port, and on HTTP when `http` (port 0), with the plain loopback port when `plainPort`.
+    static func startTLS(_ certificate: (certificate: String, key: String), http: Bool = false, plainPort: Bool = true,
+                         _ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+        try await start {
+            $0.tlsCertificate = certificate.certificate
+            $0.tlsKey = certificate.key
+            if plainPort { $0.plainPort = 0 }
+            if http { $0.httpPort = 0 }
+            configure(&$0)
+        }
+    }
+
+    /// A client over TLS that trusts the authority in `ca` (not logged in): on the native port, or
+    /// over WSS on the HTTP port with `webSocket`.
+    func connectTLS(ca: String?, host: String = "127.0.0.1", webSocket: Bool = false, timeout: Double = 10) async throws -> ParleyClient {
+        var target = port
+        if webSocket { target = try #require(server.port(of: "http")) }
+        return try await ParleyClient.connect(host: host, port: target, timeout: timeout, group: MultiThreadedEventLoopGroup.singleton,
+                                              webSocket: webSocket, tls: ClientTLS(caFile: ca))
+    }
+
+    /// The plain loopback port kept beside a TLS one.
+    var plainPort: Int? { server.port(of: "native-plain") }
+
     /// Registers `name` (unless `register` is false), logs in, and waits for the end of the replay.
     /// - Returns: the client and the replayed messages.
     func login(_ name: String, register: Bool = true) async throws -> (ParleyClient, [WireMessage]) {

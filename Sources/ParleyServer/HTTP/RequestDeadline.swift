@@ -17,12 +17,16 @@ struct RequestDeadlineChannel<Base: ServerChildChannel>: ServerChildChannel {
     let limit: TimeAmount
     let admit: @Sendable (any Channel) -> ParleyError?
 
+    /// Under TLS (``TLSChildChannel`` wraps this one) the refusal and the deadline go right behind
+    /// the TLS handler: they read and write plaintext. A refused client then gets its 503 once
+    /// the handshake is done (or is closed 2 s after connecting if it never finishes one); the
+    /// deadline counts the handshake as part of the first request.
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Base.Value> {
         do {
             if let refusal = admit(channel) {
-                try channel.pipeline.syncOperations.addHandler(RefuseHTTP(reason: refusal.message), position: .first)
+                try channel.pipeline.syncOperations.addHandlerAtPlaintextStart(RefuseHTTP(reason: refusal.message))
             } else {
-                try channel.pipeline.syncOperations.addHandler(FirstRequestDeadline(limit: limit), position: .first)
+                try channel.pipeline.syncOperations.addHandlerAtPlaintextStart(FirstRequestDeadline(limit: limit))
             }
         } catch {
             return channel.eventLoop.makeFailedFuture(error)

@@ -14,13 +14,17 @@ import ParleyWire
 /// client from memory (ETag, gzip, a strict Content-Security-Policy), and `/ws` upgrades to a
 /// WebSocket that carries the native protocol's JSON, one request or event per text message.
 /// Behind the upgrade a WebSocket connection is a ``Connection`` with a ``WebSocketSink``: the
-/// same state machine, limits, sessions and fan-out as a native connection.
+/// same state machine, limits, sessions and fan-out as a native connection. With a certificate
+/// (``tls``) every connection speaks TLS first: HTTPS, and WSS after an upgrade.
 /// Thread safety: `Sendable`; its mutable parts are behind locks.
 struct WebListener: Listener {
     let name = "http"
     let host: String
     let port: Int
     let configuration: ServerConfiguration
+    /// The certificate to speak TLS with; nil for plain HTTP.
+    let tls: TLSContextBox?
+    var speaksTLS: Bool { tls != nil }
     let assets: WebAssets
     /// Open WebSocket connections by channel (for the farewell at shutdown) and the running app.
     private let runtime = Runtime()
@@ -30,10 +34,11 @@ struct WebListener: Listener {
         let task = Locked<Task<Void, Never>?>(nil)
     }
 
-    init(host: String, port: Int, configuration: ServerConfiguration) throws {
+    init(host: String, port: Int, configuration: ServerConfiguration, tls: TLSContextBox? = nil) throws {
         self.host = host
         self.port = port
         self.configuration = configuration
+        self.tls = tls
         self.assets = try WebAssets()
     }
 
@@ -71,8 +76,9 @@ struct WebListener: Listener {
             http1: .init(idleTimeout: .milliseconds(Int64(configuration.httpIdleTimeout * 1000))),
             ws: .init(maxFrameSize: limits.maxFrameSize * 2, autoPing: .disabled, validateUTF8: false))
         let headTimeout = TimeAmount.milliseconds(Int64(configuration.frameTimeout * 1000))
-        let server = HTTPServerBuilder { responder in
-            RequestDeadlineChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: webSocket) {
+        let tls = self.tls
+        let server = HTTPServerBuilder { responder -> any ServerChildChannel in
+            let http = RequestDeadlineChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: webSocket) {
                 head, channel, _ -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> in
                 guard head.path == "/ws" || head.path?.hasPrefix("/ws?") == true,
                       Self.originAllowed(head.headerFields, authority: head.authority, allowed: allowed, names: names) else { return .dontUpgrade }
@@ -82,6 +88,9 @@ struct WebListener: Listener {
                                      runtime: runtime, configuration: configuration, logger: logger)
                 }
             }, limit: headTimeout, admit: admit)
+            // TLS outermost: its handler is added first, the deadline and refusal behind it.
+            guard let tls else { return http }
+            return TLSChildChannel(base: http, tls: tls, logger: logger)
         }
         let running = group.next().makePromise(of: (any Channel).self)
         let app = Application(
@@ -89,7 +98,8 @@ struct WebListener: Listener {
             configuration: .init(address: .hostname(host, port: port), serverName: nil, backlog: 4096),
             onServerRunning: { channel in
                 // Out of file descriptors, Hummingbird's accept loop would retry at once, forever
-                // (a core at 100 %): pause accepting as the native listener does.
+                // (a core at 100 %): pause accepting as the native listener does. (This is the
+                // listening socket's pipeline, which never has TLS: `.first` is right here.)
                 try? await channel.pipeline.addHandler(AcceptPause(log: AcceptFailureLog(logger: logger)), position: .first)
                 running.succeed(channel)
             },
@@ -113,8 +123,11 @@ struct WebListener: Listener {
         let started: (NIOLoopBound<Connection>, WebSocketSink)? = try? await channel.eventLoop.submit {
             let tap = WebSocketTap()
             let operations = channel.pipeline.syncOperations
-            try operations.addHandler(IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000))), position: .first)
-            try operations.addHandler(tap, position: .after(try operations.handler(type: IdleStateHandler.self)))
+            // Nearest the socket among the plaintext handlers (behind TLS when there is TLS): the
+            // tap writes below the frame encoder, and its writes must still be encrypted.
+            let idle = IdleStateHandler(readTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))
+            try operations.addHandlerAtPlaintextStart(idle)
+            try operations.addHandler(tap, position: .after(idle))
             let sink = WebSocketSink(channel: channel, output: try operations.context(handler: tap), maxOutbox: limits.maxOutboxBytes)
             tap.onWritabilityChanged = { sink.writabilityChanged() }
             // RFC 6455 §5.1, §5.4: unmasked client frames and continuations of no message fail

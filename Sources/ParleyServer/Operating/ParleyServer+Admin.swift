@@ -221,8 +221,9 @@ extension ParleyServer {
             return AdminReply("shutting down", json: ["shutdown": true])
 
         case .reload:
-            do { try reloadTLS() } catch { throw AdminError("\(error)") }
-            return AdminReply("certificates reloaded", json: ["reloaded": true])
+            let certificate: TLSCertificateSummary
+            do { certificate = try reloadTLS() } catch { throw AdminError("\(error)") }
+            return AdminReply("certificate reloaded, for new connections: \(certificate)", json: certificate.reloadReply)
         }
     }
 
