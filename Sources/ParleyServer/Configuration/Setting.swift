@@ -96,7 +96,7 @@ public struct Setting: Sendable {
     ///   - help: one line of help.
     init<Value>(
         _ key: String, flag: String, environment: String, _ valueName: String,
-        _ keyPath: WritableKeyPath<ServerConfiguration, Value> & Sendable, _ codec: SettingCodec<Value>,
+        _ keyPath: any WritableKeyPath<ServerConfiguration, Value> & Sendable, _ codec: SettingCodec<Value>,
         allowed: String = "", where isAllowed: @escaping @Sendable (Value) -> Bool = { _ in true },
         unset: String = "none", example: String? = nil, fixedFlags: [FixedFlag] = [],
         help: String
