@@ -29,7 +29,7 @@ enum ConfigurationFiles {
         }
     }
 
-    /// Whether every declared setting has the same value in both configurations.
+    /// The keys of the declared settings whose values differ between the two configurations.
     static func sameSettings(_ a: ServerConfiguration, _ b: ServerConfiguration) -> [String] {
         ServerSettings.all.filter { $0.text(in: a) != $0.text(in: b) }.map(\.key)
     }
