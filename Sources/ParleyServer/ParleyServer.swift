@@ -12,7 +12,7 @@ import Synchronization
 ///
 /// This is the one way to build a server: `parley serve` and every end-to-end test call
 /// ``init(configuration:storage:logger:)`` with a ``ServerConfiguration`` (resolved from flags,
-/// environment and file by ``ServerConfiguration/resolve(file:environment:flags:)``), then
+/// environment and file by ``ServerConfiguration/resolve(arguments:environment:)``), then
 /// ``start()``. Every listener runs on one shared event-loop group; tests bind port 0 and read
 /// ``port`` (or ``port(of:)``). Shutdown tells every client, closes the connections, writes what
 /// is pending to the database, and stops the threads.

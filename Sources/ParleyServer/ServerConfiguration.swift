@@ -2,7 +2,9 @@ import Foundation
 import ParleyCore
 import ParleyStore
 
-/// Everything `parley serve` can be told. Defaults are the documented ones.
+/// Everything `parley serve` can be told. Defaults are the documented ones. A property that
+/// operators set is declared as a setting in ``ServerSettings/all`` (its flag, variable, file
+/// key, help and limits); ``resolve(arguments:environment:)`` builds one from them.
 /// Thread safety: a value type; `Sendable`.
 public struct ServerConfiguration: Sendable {
     /// Address to listen on.
