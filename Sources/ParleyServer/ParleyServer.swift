@@ -133,6 +133,7 @@ public final class ParleyServer: Service, Sendable {
             control.withLock { $0 = socket }
             logger.info("control socket ready", metadata: ["path": "\(path)"])
         } catch let error as ControlSocket.Unavailable where error.description.hasPrefix("another") {
+            // Another server's socket, or a file that is not a socket: nothing is taken over.
             throw error
         } catch {
             // The server runs without it; `parley admin` will say there is no server.

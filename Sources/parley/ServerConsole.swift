@@ -37,7 +37,8 @@ final class ServerConsole: Sendable {
     }
 
     /// Whether the console should run: standard input is a terminal.
-    static var available: Bool { isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 }
+    /// (Standard error too: log lines redirected elsewhere must go there, not to the console.)
+    static var available: Bool { isatty(STDIN_FILENO) == 1 && isatty(STDOUT_FILENO) == 1 && isatty(STDERR_FILENO) == 1 }
 
     /// Enters cbreak mode, draws the prompt and reads keys on a thread of its own.
     func start() {

@@ -428,6 +428,58 @@ struct AdminTests {
     }
 }
 
+@Suite("Operating: what the review of parley admin found", .timeLimit(.minutes(2)))
+struct AdminReviewTests {
+    @Test("a ban for longer than 100 years is refused with one line, and the server goes on (it used to crash on the overflow)")
+    func hugeDuration() async throws {
+        let t = try await TestServer.start()
+        defer { t.removeData() }
+        try await t.register("bob")
+        let huge = try await t.admin("ban", "bob", "--for", "99999999999999999w", status: 1)
+        #expect(huge.errors.contains("longer than 100 years"))
+        let address = try await t.admin("ban", "--address", "10.0.0.0/8", "--for", "99999999999999999w", status: 1)
+        #expect(address.errors.contains("longer than 100 years"))
+        #expect(try await t.admin("stats").output.contains("accounts: 1"))
+        await t.stop()
+    }
+
+    @Test("export --output never replaces what exists: a file, a folder, the database")
+    func exportNeverReplaces() async throws {
+        let t = try await TestServer.start()
+        defer { t.removeData() }
+        let alice = try await t.user("alice")
+        _ = try await alice.send("hello")
+        let folder = t.directory + "/folder"
+        try FileManager.default.createDirectory(atPath: folder + "/sub", withIntermediateDirectories: true)
+        try "precious".write(toFile: folder + "/sub/file", atomically: true, encoding: .utf8)
+        for path in [folder, t.directory + "/parley.sqlite", folder + "/sub/file"] {
+            let refused = try await t.admin("export", "--output", path, status: 1)
+            #expect(refused.errors.contains("exists"), "\(refused.errors)")
+        }
+        #expect(try String(contentsOfFile: folder + "/sub/file", encoding: .utf8) == "precious")
+        #expect(try await t.admin("stats").output.contains("accounts: 1"))
+        let fresh = folder + "/new.txt"
+        try await t.admin("export", "--output", fresh)
+        let mode = try FileManager.default.attributesOfItem(atPath: fresh)[.posixPermissions] as? NSNumber
+        #expect(mode?.intValue == 0o600)
+        await alice.close()
+        await t.stop()
+    }
+
+    @Test("a file at the control socket's path that is not a socket is not deleted: start-up stops, naming it")
+    func notASocket() async throws {
+        let directory = NSTemporaryDirectory() + "parley-notsock-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let precious = directory + "/important.txt"
+        try "keep me".write(toFile: precious, atomically: true, encoding: .utf8)
+        await #expect(throws: (any Error).self) {
+            _ = try await TestServer.start(directory: directory) { $0.controlSocket = precious }
+        }
+        #expect(try String(contentsOfFile: precious, encoding: .utf8) == "keep me")
+    }
+}
+
 /// Leaves a Unix socket file at `path` with nothing listening, as a crashed server would.
 func staleUnixSocket(at path: String) throws {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)

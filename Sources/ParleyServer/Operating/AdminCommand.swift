@@ -245,6 +245,8 @@ public enum AdminCommand: Sendable, Hashable {
             }
         }
         guard number.isEmpty, total > 0 else { throw Invalid("'\(text)' is not a duration: use 90s, 30m, 12h, 7d, 2w or 1h30m") }
+        // Past this a ban is for good; leave --for out for that.
+        guard total <= 100 * 365 * 86_400 else { throw Invalid("'\(text)' is longer than 100 years: leave --for out for a ban without end") }
         return total
     }
 

@@ -45,14 +45,20 @@ final class ControlSocket: Sendable {
             if Self.answers(path) {
                 throw Unavailable(description: "another parley server is running with this control socket (\(path)); stop it, or give this one another --data-dir or --control-socket")
             }
-            // Left by a server that did not stop cleanly.
+            // Left by a server that did not stop cleanly, if it is a socket; anything else is not ours.
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK else {
+                throw Unavailable(description: "another file is at the control socket's path (\(path)), and it is not a socket: move it, or set --control-socket")
+            }
             unlink(path)
             logger.info("removed a stale control socket", metadata: ["path": "\(path)"])
         }
-        // Bound under a temporary name, made private, then moved into place: nobody can connect
-        // in between with the mode the umask gave.
+        // Created private (umask 0177 while it is bound, so the socket never has a wider mode),
+        // bound under a temporary name and moved into place when ready.
         let temporary = path + ".\(getpid()).new"
         unlink(temporary)
+        let previous = umask(0o177)
+        defer { umask(previous) }
         let channel = try await ServerBootstrap(group: group)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -292,18 +292,25 @@ extension ParleyServer {
     /// Writes the selected messages to a new file at `path` (replaced only when complete).
     func exportToFile(_ selection: MessageSelection, format: AdminCommand.ExportFormat, path: String) async throws -> Int {
         guard path.hasPrefix("/") else { throw AdminError("give the output file's full path") }
+        // Never over something that exists (a file, a folder, the database itself).
+        guard !FileManager.default.fileExists(atPath: path) else { throw AdminError("\(path) exists: give a new file") }
         let partial = path + ".partial"
-        guard FileManager.default.createFile(atPath: partial, contents: nil), let handle = FileHandle(forWritingAtPath: partial) else {
-            throw AdminError("cannot write \(path)")
-        }
+        let fd = open(partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw AdminError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
         let writer = Locked(handle)
         do {
             let count = try await export(selection, format: format) { text in
                 try writer.withLock { try $0.write(contentsOf: Data(text.utf8)) }
             }
             try handle.close()
-            _ = try? FileManager.default.removeItem(atPath: path)
-            try FileManager.default.moveItem(atPath: partial, toPath: path)
+            // link() fails if the path appeared meanwhile: nothing is ever replaced.
+            guard link(partial, path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                unlink(partial)
+                throw AdminError("cannot write \(path): \(reason)")
+            }
+            unlink(partial)
             return count
         } catch {
             try? handle.close()
