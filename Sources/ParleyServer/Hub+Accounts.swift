@@ -140,7 +140,7 @@ extension Hub {
             if case .password = credential { self.state.withLock { $0.throttle.succeeded("user:" + key) } }
             if let ban = self.activeBan(of: found.account.key) {
                 self.logger.info("login refused: banned", metadata: ["user": "\(found.account.name)", "address": "\(address)"])
-                throw Self.bannedError(ban)
+                throw ban.refusal
             }
             var attached = try self.attach(.account(AccountIdentity(name: found.account.name)), sink: sink,
                                            storedPosition: found.account.readPosition, since: since, partners: Set(found.partners),

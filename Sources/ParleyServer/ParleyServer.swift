@@ -166,8 +166,8 @@ public final class ParleyServer: Service, Sendable {
         let (total, perAddress) = (configuration.maxConnections, configuration.maxConnectionsPerAddress)
         let trusted = configuration.trustedProxies
         if let ban = addressBan(for: address) {
-            logger.notice("connection refused: address banned", metadata: ["peer": "\(address)", "range": "\(ban.name)"])
-            return Self.addressBannedError(ban)
+            logger.notice("connection refused: address banned", metadata: ["address": "\(address)", "range": "\(ban.name)"])
+            return ban.refusal
         }
         let refusal = connections.withLock { c -> ParleyError? in
             if total > 0, c.open.count >= total {
@@ -205,13 +205,6 @@ public final class ParleyServer: Service, Sendable {
         }
     }
 
-    static func addressBannedError(_ ban: Ban) -> ParleyError {
-        var words = "connections from your address are refused"
-        if let until = ban.until { words += " until \(until.iso8601)" }
-        if !ban.reason.isEmpty { words += ": \(ban.reason)" }
-        return ParleyError(.banned, words, by: ban.by, reason: ban.reason.isEmpty ? nil : ban.reason, until: ban.until?.iso8601)
-    }
-
     /// Puts an address ban in force: new connections from the range are refused, and open ones
     /// (logged in or not) are closed, logged-in ones told why. Returns how many were closed.
     func applyAddressBan(_ range: AddressRange, _ ban: Ban) -> Int {
@@ -219,7 +212,7 @@ public final class ParleyServer: Service, Sendable {
             list.removeAll { $0.range == range }
             list.append((range, ban))
         }
-        let error = Self.addressBannedError(ban)
+        let error = ban.refusal
         let told = hub.closeSessions(where: { range.contains($0) }, error)
         let open = connections.withLock { Array($0.open.values) }.filter { range.contains($0.channel.remoteAddress?.ipAddress ?? "") }
         for (channel, _) in open {

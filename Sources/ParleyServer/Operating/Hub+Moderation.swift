@@ -50,14 +50,13 @@ extension Hub {
     /// Closes every session of `name` (an account or a guest), telling each `KICKED` with who and
     /// why. Returns how many sessions were closed.
     func kick(_ name: String, reason: String, by: String) -> Int {
-        let sessions = state.withLock { $0.users[Names.key(name)]?.sessions ?? [] }
         let said = reason.isEmpty ? "" : ": \(reason)"
         let error = ParleyError(.kicked, "you were kicked by \(by)\(said)", by: by, reason: reason.isEmpty ? nil : reason)
-        for session in sessions { closeSession(session, error) }
-        if !sessions.isEmpty {
-            logger.notice("kicked", metadata: ["user": "\(name)", "by": "\(by)", "reason": "\(reason)", "sessions": "\(sessions.count)"])
+        let closed = closeSessions(of: Names.key(name), error)
+        if closed > 0 {
+            logger.notice("kicked", metadata: ["user": "\(name)", "by": "\(by)", "reason": "\(reason)", "sessions": "\(closed)"])
         }
-        return sessions.count
+        return closed
     }
 
     /// The ban on the account `key` that holds now, if any (an ended one is forgotten).
@@ -71,13 +70,7 @@ extension Hub {
         }
     }
 
-    /// `BANNED`, with the reason, who and the end.
-    static func bannedError(_ ban: Ban) -> ParleyError {
-        var words = "this account is banned"
-        if let until = ban.until { words += " until \(until.iso8601)" }
-        if !ban.reason.isEmpty { words += ": \(ban.reason)" }
-        return ParleyError(.banned, words, by: ban.by, reason: ban.reason.isEmpty ? nil : ban.reason, until: ban.until?.iso8601)
-    }
+
 
     /// Applies a stored account ban: later logins are refused and the live sessions are closed.
     /// Returns how many sessions were closed.
@@ -87,7 +80,7 @@ extension Hub {
             s.bans[key] = ban
             return s.users[key]?.sessions.filter { !$0.identity.isGuest } ?? []
         }
-        let error = Self.bannedError(ban)
+        let error = ban.refusal
         for session in sessions { closeSession(session, error) }
         logger.notice("banned", metadata: ["user": "\(ban.name)", "by": "\(ban.by)", "reason": "\(ban.reason)",
                                            "until": "\(ban.until?.iso8601 ?? "-")", "sessions": "\(sessions.count)"])
@@ -132,5 +125,20 @@ extension Hub {
     /// Tells a session why and closes its connection, on its loop.
     func closeSession(_ session: Session, _ error: ParleyError) {
         session.loop.execute { session.sink.close(with: error) }
+    }
+}
+
+extension Ban {
+    /// What the banned are told (`BANNED`), with who, why and the end: an account at login and
+    /// in its live sessions, an address range when it connects.
+    var refusal: ParleyError {
+        var words: String
+        switch target {
+        case .account: words = "this account is banned"
+        case .address: words = "connections from your address are refused"
+        }
+        if let until { words += " until \(until.iso8601)" }
+        if !reason.isEmpty { words += ": \(reason)" }
+        return ParleyError(.banned, words, by: by, reason: reason.isEmpty ? nil : reason, until: until?.iso8601)
     }
 }

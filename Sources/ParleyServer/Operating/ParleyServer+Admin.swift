@@ -108,22 +108,16 @@ extension ParleyServer {
 
         case .ban(let user, let duration, let reason):
             guard let name = hub.accountName(user) else { throw AdminError("no account named '\(user)'") }
-            let now = Timestamp.now
-            let until = duration.map { Timestamp(milliseconds: now.milliseconds + Int64($0 * 1000)) }
-            let ban = Ban(target: .account(Names.key(name)), name: name, reason: reason, by: by, since: now, until: until)
-            try await threadPool.runIfActive { try storage.saveBan(ban) }
+            let ban = try await storeBan(.account(Names.key(name)), name: name, duration: duration, reason: reason, by: by)
             let closed = hub.applyBan(ban)
-            return AdminReply("banned \(name) \(until.map { "until \($0.iso8601)" } ?? "without end")\(closed > 0 ? "; \(closed) session\(closed == 1 ? "" : "s") closed" : "")",
+            return AdminReply("banned \(name) \(Self.end(of: ban))\(closed > 0 ? "; \(closed) session\(closed == 1 ? "" : "s") closed" : "")",
                               json: BanEntry(ban))
 
         case .banAddress(let text, let duration, let reason):
             guard let range = AddressRange(text) else { throw AdminError("'\(text)' is not an address range") }
-            let now = Timestamp.now
-            let until = duration.map { Timestamp(milliseconds: now.milliseconds + Int64($0 * 1000)) }
-            let ban = Ban(target: .address(range.description), name: range.description, reason: reason, by: by, since: now, until: until)
-            try await threadPool.runIfActive { try storage.saveBan(ban) }
+            let ban = try await storeBan(.address(range.description), name: range.description, duration: duration, reason: reason, by: by)
             let closed = applyAddressBan(range, ban)
-            return AdminReply("banned connections from \(range) \(until.map { "until \($0.iso8601)" } ?? "without end")\(closed > 0 ? "; \(closed) connection\(closed == 1 ? "" : "s") closed" : "")",
+            return AdminReply("banned connections from \(range) \(Self.end(of: ban))\(closed > 0 ? "; \(closed) connection\(closed == 1 ? "" : "s") closed" : "")",
                               json: BanEntry(ban))
 
         case .unban(let user):
@@ -145,7 +139,7 @@ extension ParleyServer {
             let bans = try await threadPool.runIfActive { try storage.bans() }.filter { $0.holds(at: now) }
             let lines = bans.map { ban in
                 let what = if case .address = ban.target { "address \(ban.name)" } else { ban.name }
-                return "\(what): \(ban.until.map { "until \($0.iso8601)" } ?? "without end"), by \(ban.by) at \(ban.since.iso8601)\(ban.reason.isEmpty ? "" : ": \(ban.reason)")"
+                return "\(what): \(Self.end(of: ban)), by \(ban.by) at \(ban.since.iso8601)\(ban.reason.isEmpty ? "" : ": \(ban.reason)")"
             }
             return AdminReply(bans.isEmpty ? "no bans" : lines.joined(separator: "\n"), json: bans.map(BanEntry.init))
 
@@ -177,13 +171,11 @@ extension ParleyServer {
 
         case .export(let conversation, let from, let before, let format, let output):
             let selection = try selection(conversation: conversation, from: from, before: before)
-            let count: Int
             if let output {
-                count = try await exportToFile(selection, format: format, path: output)
+                let count = try await exportToFile(selection, format: format, path: output)
                 return AdminReply("exported \(count) message\(count == 1 ? "" : "s") to \(output)", json: ["messages": "\(count)", "output": output])
             }
-            count = try await export(selection, format: format, emit: emit)
-            return AdminReply("", json: ["messages": count])
+            return AdminReply("", json: ["messages": try await export(selection, format: format, emit: emit)])
 
         case .backup(let path):
             guard path.hasPrefix("/") else { throw AdminError("give the backup's full path") }
@@ -226,6 +218,19 @@ extension ParleyServer {
             return AdminReply("certificate reloaded, for new connections: \(certificate)", json: certificate.reloadReply)
         }
     }
+
+    /// A ban from now for `duration` seconds (nil: without end), stored before it is returned.
+    private func storeBan(_ target: Ban.Target, name: String, duration: Double?, reason: String, by: String) async throws -> Ban {
+        let now = Timestamp.now
+        let until = duration.map { Timestamp(milliseconds: now.milliseconds + Int64($0 * 1000)) }
+        let ban = Ban(target: target, name: name, reason: reason, by: by, since: now, until: until)
+        let storage = self.storage
+        try await threadPool.runIfActive { try storage.saveBan(ban) }
+        return ban
+    }
+
+    /// `until <time>` or `without end`.
+    static func end(of ban: Ban) -> String { ban.until.map { "until \($0.iso8601)" } ?? "without end" }
 
     /// A ban as `bans` and `ban --json` show it.
     struct BanEntry: Encodable {
