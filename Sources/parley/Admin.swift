@@ -88,30 +88,23 @@ struct Admin: ParsableCommand {
 
     /// Sends one command and returns the final answer, writing what it streams to standard output.
     static func send(_ words: [String], by: String, to path: String) throws -> [String: Any] {
-        let fd = Glibc.socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { fail("cannot make a socket: \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { fail("the control socket path is too long: \(path)") }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        if connected != 0 {
-            switch errno {
+        let fd: Int32
+        switch UnixSocket.connect(path) {
+        case .success(let connected):
+            fd = connected
+        case .failure(let error):
+            switch error.code {
             case ENOENT, ECONNREFUSED, ENOTSOCK:
                 fail("no parley server is running there (no control socket answers at \(path)); give --data-dir or --socket")
             case EACCES, EPERM:
                 fail("not allowed to open the control socket \(path): run parley admin as the user the server runs as")
+            case ENAMETOOLONG:
+                fail("the control socket path is too long: \(path)")
             default:
-                fail("cannot reach the server at \(path): \(String(cString: strerror(errno)))")
+                fail("cannot reach the server at \(path): \(error.description)")
             }
         }
+        defer { close(fd) }
         let request: [String: Any] = ["words": words, "by": by]
         var line = try JSONSerialization.data(withJSONObject: request)
         line.append(UInt8(ascii: "\n"))
