@@ -120,28 +120,10 @@ class TestPKI:
     openssl in `folder` (the same as the Swift tests' TestPKI), and the certificate's public-key
     hash for Chromium's --ignore-certificate-errors-spki-list."""
 
-    CONFIGURATION = """[req]
-distinguished_name = dn
-prompt = no
-[dn]
-CN = unused
-[ca]
-basicConstraints = critical,CA:TRUE
-keyUsage = critical,keyCertSign,cRLSign
-subjectKeyIdentifier = hash
-[server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = DNS:localhost,IP:127.0.0.1
-subjectKeyIdentifier = hash
-authorityKeyIdentifier = keyid
-"""
-
     def __init__(self, folder):
         self.folder = folder
-        with open(os.path.join(folder, "openssl.cnf"), "w") as f:
-            f.write(self.CONFIGURATION)
+        # The same openssl configuration as the Swift tests' TestPKI.
+        shutil.copyfile(os.path.join(ROOT, "Tests", "TLS", "test-pki.cnf"), os.path.join(folder, "openssl.cnf"))
         ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         self.openssl("req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", *ec, "-keyout", "ca.key", "-out", "ca.pem",
                      "-days", "2", "-subj", "/CN=Parley Browser Test CA", "-set_serial", "1")

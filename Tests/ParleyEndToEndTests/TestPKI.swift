@@ -17,32 +17,9 @@ final class TestPKI: Sendable {
     static var available: Bool { FileManager.default.isExecutableFile(atPath: openssl) }
 
     /// The extensions of a CA and of a server certificate (no reliance on the system's openssl.cnf).
-    static let configuration = """
-        [req]
-        distinguished_name = dn
-        prompt = no
-        [dn]
-        CN = unused
-        [ca]
-        basicConstraints = critical,CA:TRUE
-        keyUsage = critical,keyCertSign,cRLSign
-        subjectKeyIdentifier = hash
-        [server]
-        basicConstraints = critical,CA:FALSE
-        keyUsage = critical,digitalSignature
-        extendedKeyUsage = serverAuth
-        subjectAltName = DNS:localhost,IP:127.0.0.1
-        subjectKeyIdentifier = hash
-        authorityKeyIdentifier = keyid
-        [named]
-        basicConstraints = critical,CA:FALSE
-        keyUsage = critical,digitalSignature
-        extendedKeyUsage = serverAuth
-        subjectAltName = DNS:localhost
-        subjectKeyIdentifier = hash
-        authorityKeyIdentifier = keyid
-
-        """
+    /// openssl's configuration, shared with the browser tests: Tests/TLS/test-pki.cnf.
+    static let configurationFile = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("TLS/test-pki.cnf").path
 
     private init(directory: String, name: String) {
         self.directory = directory
@@ -53,7 +30,7 @@ final class TestPKI: Sendable {
     static func make(name: String = "Parley Test CA") async throws -> TestPKI {
         let directory = NSTemporaryDirectory() + "parley-pki-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try configuration.write(toFile: directory + "/openssl.cnf", atomically: true, encoding: .utf8)
+        try FileManager.default.copyItem(atPath: configurationFile, toPath: directory + "/openssl.cnf")
         let pki = TestPKI(directory: directory, name: name)
         try await pki.run(["req", "-x509", "-config", "openssl.cnf", "-extensions", "ca", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                            "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=\(name)", "-set_serial", "1"])
