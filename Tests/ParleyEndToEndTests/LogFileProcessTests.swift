@@ -10,25 +10,8 @@ struct LogFileProcessTests {
     /// Starts `parley serve` at `info` with `--log-dir` (and more `arguments`), standard error to
     /// `errors`; returns it with its native port.
     static func serve(data: String, logs: String, errors: Pipe, arguments: [String] = []) async throws -> (Process, Int) {
-        let process = Process()
-        process.executableURL = ProcessTests.executable
-        process.arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", data, "--bcrypt-cost", "4",
-                             "--log-level", "info", "--log-dir", logs] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let line = await Task.detached { () -> String in
-            var text = ""
-            while !text.contains("/\n") {
-                let data = output.fileHandleForReading.availableData
-                if data.isEmpty { break }
-                text += String(decoding: data, as: UTF8.self)
-            }
-            return text
-        }.value
-        let native = try #require(line.firstMatch(of: /listening on 127\.0\.0\.1:(\d+)/), "\(line)")
-        return (process, try #require(Int(native.1)))
+        let (process, port, _) = try await ProcessTests.serve(directory: data, errors: errors, logLevel: "info", arguments: ["--log-dir", logs] + arguments)
+        return (process, port)
     }
 
     /// Stops the server (SIGTERM) and returns what it wrote to standard error and to its log

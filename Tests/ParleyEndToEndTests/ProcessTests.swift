@@ -17,9 +17,9 @@ struct ProcessTests {
     /// names and the HTTP port of its second.
     /// - Parameter fileLimit: run it under `prlimit` with this many file descriptors.
     static func serve(directory: String, fileLimit: Int? = nil, errors: Pipe? = nil, environment: [String: String] = [:],
-                      logLevel: String = "warning", input: FileHandle? = nil) async throws -> (Process, Int, http: Int) {
+                      logLevel: String = "warning", input: FileHandle? = nil, arguments more: [String] = []) async throws -> (Process, Int, http: Int) {
         let process = Process()
-        let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", logLevel]
+        let arguments = ["serve", "--port", "0", "--http-port", "0", "--data-dir", directory, "--bcrypt-cost", "4", "--log-level", logLevel] + more
         if let fileLimit {
             process.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
             process.arguments = ["--nofile=\(fileLimit):\(fileLimit)", Self.executable.path] + arguments
