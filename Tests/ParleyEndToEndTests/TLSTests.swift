@@ -379,23 +379,8 @@ struct TLSTests {
 
     /// Runs `parley chat` with `arguments`, piping `input` to it (line mode); its output and exit status.
     static func chat(_ arguments: [String], input: String) async throws -> (String, Int32) {
-        let process = Process()
-        process.executableURL = ProcessTests.executable
-        process.arguments = ["chat"] + arguments
-        process.environment = ["PATH": "/usr/bin:/bin", "PARLEY_PASSWORD": TestServer.password]
-        let stdin = Pipe(), stdout = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stdout
-        try process.run()
-        return await withTaskCancellationHandler {
-            stdin.fileHandleForWriting.write(Data(input.utf8))
-            try? stdin.fileHandleForWriting.close()
-            let output = await Task.detached { String(decoding: stdout.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self) }.value
-            await Task.detached { process.waitUntilExit() }.value
-            return (output, process.terminationStatus)
-        } onCancel: {
-            if process.isRunning { process.terminate() }
-        }
+        let run = try await runProgram(ProcessTests.executable, ["chat"] + arguments, input: input,
+                                       environment: ["PARLEY_PASSWORD": TestServer.password])
+        return (run.output, run.status)
     }
 }
