@@ -28,9 +28,6 @@ final class ServerConsole: Sendable {
     private let server: ParleyServer
     private let operatorName: String
 
-    /// The console in use, for the log handler.
-    static let current = Locked<ServerConsole?>(nil)
-
     init(server: ParleyServer, operatorName: String) {
         self.server = server
         self.operatorName = operatorName
@@ -52,7 +49,6 @@ final class ServerConsole: Sendable {
             cc[Int(VTIME)] = 0
         }
         tcsetattr(STDIN_FILENO, TCSANOW, &quiet)
-        Self.current.withLock { $0 = self }
         screen.withLock { $0.active = true }
         // Log lines for standard error come here, to be written above the prompt.
         ParleyLogging.terminalWriter = { [weak self] line in self?.emit(line) }
@@ -65,7 +61,6 @@ final class ServerConsole: Sendable {
     /// Restores the terminal. Idempotent.
     func stop() {
         let wasActive = screen.withLock { s in defer { s.active = false }; return s.active }
-        Self.current.withLock { $0 = nil }
         ParleyLogging.terminalWriter = nil
         guard wasActive else { return }
         Self.write("\r\u{1B}[K")
